@@ -1,0 +1,19 @@
+"""The `vmlab` command: each verb is a module of this package named after it."""
+
+from __future__ import annotations
+
+import typer
+
+from .asm import asm
+from .disasm import disasm
+from .run import run
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="vmlab: a RISC-V machine, a VMM to build, and its grader.")
+app.command()(run)
+app.command()(asm)
+app.command()(disasm)
+
+
+def main() -> None:
+    app()

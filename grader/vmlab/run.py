@@ -1,0 +1,85 @@
+"""`vmlab run PROGRAM`: run a program on the bare machine.
+
+Standard output carries exactly the guest's console output, byte for byte; the trace, statistics
+and how the run stopped go to standard error. The exit status says how it stopped: 0 for a clean
+SBI shutdown, and the non-zero codes of machine.EXIT_CODES otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from . import labroot
+from .errors import fail
+
+if TYPE_CHECKING:
+    from machine import Machine, Stop
+
+CHUNK = 200_000  # steps between console flushes, so output appears while a long run goes on
+
+
+def run(
+    program: Path = typer.Argument(..., help="assembly (.S/.s), ELF, or flat binary"),
+    trace: bool = typer.Option(False, "--trace", help="print every instruction to stderr"),
+    max_steps: int = typer.Option(50_000_000, "--max-steps", help="stop after this many steps"),
+    ram_mib: int = typer.Option(128, "--ram", help="RAM size in MiB"),
+    stats: bool = typer.Option(False, "--stats", help="print counters to stderr at the end"),
+) -> None:
+    """Run PROGRAM on the bare machine and print its console output."""
+    labroot.use()
+    from machine import Machine, VmlabError
+    from machine.loader import load_program
+
+    if max_steps <= 0:
+        raise fail(f"--max-steps must be a positive number of steps, got {max_steps}")
+    if not 8 <= ram_mib <= 2047:
+        raise fail(f"--ram must be between 8 and 2047 MiB, got {ram_mib}")
+    try:
+        prog = load_program(str(program))
+        m = Machine(ram_size=ram_mib << 20)
+        m.load(prog)
+    except VmlabError as err:
+        raise fail(str(err)) from None
+    stop = trace_machine(m, max_steps) if trace else run_streaming(m, max_steps)
+    if stats:
+        print_stats(m)
+    sys.stderr.write(f"vmlab: {stop}\n")
+    raise typer.Exit(stop.exit_code)
+
+
+def run_streaming(m: Machine, max_steps: int) -> Stop:
+    """Run, copying console output to stdout as it appears."""
+    from machine import Stop
+
+    printed, left = 0, max_steps
+    while True:
+        chunk = min(CHUNK, left)
+        stop = m.run(chunk)
+        left -= chunk
+        out = m.console
+        sys.stdout.buffer.write(out[printed:])
+        sys.stdout.flush()
+        printed = len(out)
+        if stop.reason != "budget":
+            return stop
+        if left <= 0:
+            return Stop("budget", f"ran {max_steps} steps without stopping (--max-steps)")
+
+
+def trace_machine(m: Machine, max_steps: int) -> Stop:
+    from machine.trace import trace_run
+
+    stop = trace_run(m, max_steps, sys.stderr)
+    sys.stdout.buffer.write(m.console)
+    sys.stdout.flush()
+    return stop
+
+
+def print_stats(m: Machine) -> None:
+    h = m.hart
+    sys.stderr.write(f"vmlab: steps={m.steps} instret={h.instret} time={h.time()} "
+                     f"page-walks={h.mmu.walks} walk-refs={h.mmu.refs}\n")
