@@ -26,7 +26,9 @@ from .snapshot import Snapshot, capture, restore
 from .traps import Trap
 
 EXIT_CODES = {"shutdown": 0, "failure": 1, "fatal-trap": 3, "budget": 4, "wfi-forever": 5,
-              "reboot": 6, "handler-error": 7, "halted": 8}
+              "reboot": 6, "handler-error": 7, "halted": 8,
+              # how a guest can stop under the VMM besides the above
+              "killed": 9, "deadlock": 10, "vmm-error": 11}
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,10 @@ class Machine:
     # ----- running -------------------------------------------------------------------------
 
     def step(self) -> Stop | None:
-        """Execute one instruction or take one trap; a Stop if the machine stopped."""
-        return self.run(1) if self.stopped is None else self.stopped
+        """Execute one instruction or take one trap; a Stop if the machine stopped, else None."""
+        if self.stopped is None:
+            self.run(1)
+        return self.stopped
 
     def run_one_plain(self) -> Stop | None:
         """One step of the reference interpreter (the tracer uses it)."""
