@@ -100,7 +100,8 @@ class Hart:
         """Work out when the timer interrupt will be taken, so the run loop need not ask at
         every instruction. Taken when enabled (U-mode, or S-mode with SIE), unmasked in sie and
         pending (time >= stimecmp)."""
-        enabled = self.sie & csr.SIE_STIE and (self.mode == U_MODE or self.sstatus & csr.SSTATUS_SIE)
+        enabled = self.sie & csr.SIE_STIE and (
+            self.mode == U_MODE or self.sstatus & csr.SSTATUS_SIE)
         self.irq_deadline = self.stimecmp - self.idle if enabled else NEVER
 
     def set_stimecmp(self, value: int) -> None:

@@ -81,7 +81,8 @@ class Machine:
     def load(self, program: Program) -> None:
         """Copy a program's segments into RAM and point the pc at its entry."""
         for seg in program.segments:
-            if self.mem.ram_offset(seg.addr) < 0 or self.mem.ram_offset(seg.addr + len(seg.data) - 1) < 0:
+            last = seg.addr + max(len(seg.data), 1) - 1
+            if self.mem.ram_offset(seg.addr) < 0 or self.mem.ram_offset(last) < 0:
                 raise LoadError(
                     f"{program.name}: segment at {seg.addr:#010x} ({len(seg.data)} bytes) does "
                     f"not fit in RAM ({RAM_BASE:#010x}..{RAM_BASE + self.mem.ram_size:#010x})")

@@ -32,7 +32,7 @@ class Snapshot:
     def diff(self, other: Snapshot) -> list[str]:
         """Human-readable differences, e.g. ["x5: 0x1 != 0x2", "sepc: ..."]."""
         out: list[str] = []
-        for i, (a, b) in enumerate(zip(self.regs, other.regs)):
+        for i, (a, b) in enumerate(zip(self.regs, other.regs, strict=True)):
             if a != b:
                 out.append(f"x{i}: {a:#x} != {b:#x}")
         for f in fields(self):
@@ -40,7 +40,8 @@ class Snapshot:
             if f.name == "regs" or a == b:
                 continue
             if f.name == "csrs":
-                out += [f"{n}: {x:#x} != {y:#x}" for (n, x), (_, y) in zip(a, b) if x != y]
+                out += [f"{n}: {x:#x} != {y:#x}"
+                        for (n, x), (_, y) in zip(a, b, strict=True) if x != y]
             elif f.name == "pages":
                 out += _page_diff(dict(a), dict(b))
             elif isinstance(a, int):

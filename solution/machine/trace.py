@@ -35,7 +35,8 @@ def trace_run(m: Machine, max_steps: int, out: TextIO) -> Stop:
             traps.clear()
         else:
             text = disassemble(word, pc) if word is not None else "(interrupt)"
-            wrote = "  ".join(f"{ABI[i]}={h.x[i]:#010x}" for i in range(1, 32) if h.x[i] != before[i])
+            wrote = "  ".join(f"{ABI[i]}={h.x[i]:#010x}"
+                              for i in range(1, 32) if h.x[i] != before[i])
             out.write(f"{MODE_NAMES[mode]} {pc:#010x}  {text:<32}{wrote}\n".rstrip() + "\n")
         if stop is not None:
             return stop

@@ -1,4 +1,4 @@
-"""The guest's page-table walk: guest-virtual to guest-physical, as the guest's hardware would do it.
+"""The guest's page-table walk: guest-virtual to guest-physical, as its hardware would do it.
 
 This is the Sv32 algorithm of the privileged spec (and of machine/mmu.py), run by the VMM in
 software over the guest's own page tables in guest-physical memory, with the guest's virtual

@@ -26,7 +26,6 @@ from machine.traps import (
     Trap,
 )
 
-from . import mmio
 from .guest import Guest
 from .guestwalk import GuestFault
 from .hypercalls import hypercall
