@@ -28,6 +28,9 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+handout: $(STAMP)
+	$(BIN)/vmlab build handout
+
 lint: $(STAMP)
 	$(BIN)/ruff check solution grader tests bench
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .asm import asm
+from .build import app as build_app
 from .disasm import disasm
 from .run import run
 
@@ -13,6 +14,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.command()(run)
 app.command()(asm)
 app.command()(disasm)
+app.add_typer(build_app, name="build")
 
 
 def main() -> None:

@@ -10,11 +10,9 @@ import mmap
 import sys
 
 from .board import RAM_BASE, UART_BASE, UART_SIZE
+from .uart import Uart
 
 assert sys.byteorder == "little", "the simulator relies on a little-endian host"
-
-UART_LSR = 5  # line status register: bit 5 THRE and bit 6 TEMT say "ready to send"
-UART_LSR_IDLE = 0x60
 
 
 class PhysicalMemory:
@@ -32,7 +30,8 @@ class PhysicalMemory:
         self.u16 = view.cast("H")
         self.s16 = view.cast("h")
         self.u32 = view.cast("I")
-        self.console = bytearray()  # everything written to the UART
+        self.console = bytearray()  # everything written to the UART (and the SBI console)
+        self.uart = Uart(self.console)
         self.dirty: set[int] = set()  # RAM page numbers ever written (for snapshots)
 
     def ram_offset(self, pa: int) -> int:
@@ -44,8 +43,10 @@ class PhysicalMemory:
         off = pa - RAM_BASE
         if 0 <= off <= self.ram_size - size:
             return _read(self, off, size, signed)
+        if UART_BASE <= pa < UART_BASE + 8 and size == 1:
+            return self.uart.read(pa - UART_BASE)
         if UART_BASE <= pa < UART_BASE + UART_SIZE and size == 1:
-            return UART_LSR_IDLE if pa - UART_BASE == UART_LSR else 0
+            return 0  # the rest of the UART's page reads as zero
         return None
 
     def store(self, pa: int, size: int, value: int) -> bool:
@@ -55,8 +56,8 @@ class PhysicalMemory:
             self.dirty.add(off >> 12)
             return True
         if UART_BASE <= pa < UART_BASE + UART_SIZE and size == 1:
-            if pa == UART_BASE:  # THR: the byte goes out on the console
-                self.console.append(value & 0xFF)
+            if pa < UART_BASE + 8:
+                self.uart.write(pa - UART_BASE, value)
             return True
         return False
 

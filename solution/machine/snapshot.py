@@ -28,6 +28,7 @@ class Snapshot:
     tlb: frozenset
     pages: tuple[tuple[int, bytes], ...]  # non-zero RAM pages, by page number
     console: bytes
+    uart: bytes  # the UART's registers and divisor latch
 
     def diff(self, other: Snapshot) -> list[str]:
         """Human-readable differences, e.g. ["x5: 0x1 != 0x2", "sepc: ..."]."""
@@ -71,7 +72,8 @@ def capture(h: Hart) -> Snapshot:
             pages.append((page, data))
     return Snapshot(tuple(h.x), h.pc, h.mode, h.v,
                     tuple((n, getattr(h, n)) for n in CSR_FIELDS), h.instret, h.idle,
-                    frozenset(h.mmu.tlb.items()), tuple(pages), bytes(mem.console))
+                    frozenset(h.mmu.tlb.items()), tuple(pages), bytes(mem.console),
+                    bytes(mem.uart.regs + mem.uart.divisor))
 
 
 def restore(h: Hart, s: Snapshot) -> None:
@@ -83,6 +85,8 @@ def restore(h: Hart, s: Snapshot) -> None:
         mem.ram[page * 4096:(page + 1) * 4096] = data
         mem.dirty.add(page)
     mem.console[:] = s.console
+    mem.uart.regs[:] = s.uart[:8]
+    mem.uart.divisor[:] = s.uart[8:]
     h.x[:] = s.regs
     h.pc = s.pc
     for name, value in s.csrs:

@@ -2,15 +2,15 @@
 
 The guest's UART is at the same guest-physical address as on the board, but no host frame backs
 it, so every access faults into the VMM, which decodes the instruction and does what the device
-would: a byte written to the transmit register goes to the guest's console; the line status
-register reads "ready". Any other access to it is an access fault, as on the board.
+would, with the same model of the device as the bare machine (machine/uart.py) and a console of
+the guest's own. Any access to it other than a byte load or store is an access fault, as on the
+board.
 """
 
 from __future__ import annotations
 
 from machine.board import UART_BASE, UART_SIZE
 from machine.decode import decode
-from machine.memory import UART_LSR, UART_LSR_IDLE
 from machine.traps import ACCESS_CAUSE, FETCH
 
 from . import guestwalk
@@ -34,11 +34,16 @@ def emulate_access(guest: Guest, va: int, gpa: int, access: int) -> None:
     ins = decode(guest.mem.read_word(m.gpa))
     if ins is None or ins.op not in ("lb", "lbu", "sb"):
         raise GuestFault(ACCESS_CAUSE[access], va)  # the UART answers byte accesses only
+    offset = gpa - UART_BASE
     if ins.op == "sb":
-        if gpa == UART_BASE:
-            guest.console.append(v.x[ins.rs2] & 0xFF)
-    elif ins.rd:
-        v.x[ins.rd] = UART_LSR_IDLE if gpa - UART_BASE == UART_LSR else 0
+        if offset < 8:
+            guest.uart.write(offset, v.x[ins.rs2])
+    else:
+        value = guest.uart.read(offset) if offset < 8 else 0
+        if ins.op == "lb" and value & 0x80:
+            value |= 0xFFFF_FF00  # lb sign-extends, as the bare machine's load does
+        if ins.rd:
+            v.x[ins.rd] = value
     v.pc += 4
     v.instret += 1
     guest.emulated += 1
