@@ -50,6 +50,9 @@ def run_guests(progs: list, modes: str, channels: list[str], max_steps: int, sta
         if stop.reason != "budget" or left <= 0:
             break
     printer.flush(final=True)
+    if stop.reason not in ("halted", "budget"):  # the VMM itself failed (a handler raised)
+        sys.stderr.write(f"vmlab: the VMM stopped: {stop}\n")
+        return stop.exit_code
     if stats:
         print_guest_stats(v)
     code = 0

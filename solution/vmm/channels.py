@@ -20,6 +20,7 @@ an attack on the VMM: the guest is stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .guest import Guest
@@ -52,11 +53,15 @@ class Channel:
 
     # BEGIN STUDENT PART bounded-buffer
     def full(self) -> bool:
-        """No room for another message."""
+        """No room for another message.
+
+        Hint: `count` says how many slots hold a message."""
         return self.count == self.capacity
 
     def empty(self) -> bool:
-        """No message to receive."""
+        """No message to receive.
+
+        Hint: see full()."""
         return self.count == 0
 
     def put(self, message: bytes) -> None:
@@ -67,7 +72,9 @@ class Channel:
         self.count += 1
 
     def take(self) -> bytes:
-        """Remove and return the oldest message; the caller has checked it is not empty."""
+        """Remove and return the oldest message; the caller has checked it is not empty.
+
+        Hint: the oldest is at `head`; both `head` and `count` change."""
         message = self.slots[self.head]
         self.slots[self.head] = None
         self.head = (self.head + 1) % self.capacity
@@ -78,7 +85,8 @@ class Channel:
 
 
 class Channels:
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[Guest], None]) -> None:
+        self.wake = wake  # makes a blocked guest runnable again (it retries its ecall)
         self.table: dict[int, Channel] = {}
         self.sent = 0
         self.received = 0
@@ -98,9 +106,11 @@ class Channels:
         Check in this order: the channel exists and `guest` holds its sending end (else
         ERR_DENIED); the length is at most MAX_MESSAGE (else ERR_INVALID_PARAM); the buffer lies
         in the guest's own RAM (else raise BadBuffer); the receiver has not stopped (else
-        ERR_FAILED). Copy the payload only after all of that.
+        ERR_FAILED). Copy the payload only after all of that, then wake the receiver: it may be
+        blocked waiting for this very message.
 
-        Hint: guest.mem.contains and guest.mem.read check and copy guest-physical memory."""
+        Hint: guest.mem.contains and guest.mem.read check and copy guest-physical memory;
+        self.wake(g) makes a blocked guest retry."""
         ch = self.table.get(cid)
         if ch is None or ch.sender is not guest:
             return ERR_DENIED, 0
@@ -114,13 +124,17 @@ class Channels:
             return BLOCKED
         ch.put(guest.mem.read(buf, length))
         self.sent += 1
+        self.wake(ch.receiver)
         return OK, 0
 
     def receive(self, guest: Guest, cid: int, buf: int, size: int) -> tuple[int, int] | None:
         """The receive hypercall. Return (error, message length), or BLOCKED when the channel
         is empty. Checks, in order: the receiving end (ERR_DENIED); the buffer lies in the
         guest's own RAM (BadBuffer); if the channel is empty, a stopped sender is ERR_FAILED,
-        else BLOCKED; a message longer than `size` is ERR_INVALID_PARAM and stays queued."""
+        else BLOCKED; a message longer than `size` is ERR_INVALID_PARAM and stays queued. Taking
+        a message makes room: wake the sender.
+
+        Hint: the same as send, the other way round; guest.mem.write copies into the guest."""
         ch = self.table.get(cid)
         if ch is None or ch.receiver is not guest:
             return ERR_DENIED, 0
@@ -133,6 +147,7 @@ class Channels:
         message = ch.take()
         guest.mem.write(buf, message)
         self.received += 1
+        self.wake(ch.sender)
         return OK, len(message)
     # END STUDENT PART
 

@@ -34,18 +34,19 @@ def hypercall(vmm: VMM, guest: Guest) -> None:
     v = guest.vcpu
     eid, fid, a0, a1, a2 = v.x[17], v.x[16], v.x[10], v.x[11], v.x[12]
     if eid < 0x10:
-        v.x[10] = _legacy(vmm, guest, eid, a0, a1) & M32
+        result = _legacy(vmm, guest, eid, a0, a1), None  # legacy calls return only a0
     elif eid == channels.EXT_IPC:
         result = _ipc(vmm, guest, fid, a0, a1, a2)
         if result is channels.BLOCKED:
             vmm.block(guest)
             return
-        v.x[10], v.x[11] = result[0] & M32, result[1] & M32
     else:
-        error, value = _standard(vmm, guest, eid, fid, a0, a1, a2)
-        v.x[10], v.x[11] = error & M32, value & M32
+        result = _standard(vmm, guest, eid, fid, a0, a1, a2)
     if not guest.running:
-        return  # a shutdown, like the firmware's, does not return to the guest
+        return  # a shutdown, like the firmware's, never returns to the guest
+    v.x[10] = result[0] & M32
+    if result[1] is not None:
+        v.x[11] = result[1] & M32
     v.pc += 4
     v.instret += 1
     guest.emulated += 1
@@ -101,8 +102,8 @@ def _console(guest: Guest, fid: int, n: int, addr: int) -> tuple[int, int]:
             return sbi.ERR_INVALID_PARAM, 0
         guest.console += guest.mem.read(addr, n)
         return sbi.SUCCESS, n
-    if fid == 1:
-        return sbi.SUCCESS, 0  # console_read: no input, ever
+    if fid == 1:  # console_read: no input, ever, but the buffer must still be RAM
+        return (sbi.SUCCESS if guest.mem.contains(addr, n) else sbi.ERR_INVALID_PARAM), 0
     if fid == 2:
         guest.console.append(n & 0xFF)
         return sbi.SUCCESS, 0
@@ -121,6 +122,4 @@ def _ipc(vmm: VMM, guest: Guest, fid: int, cid: int, buf: int,
     except channels.BadBuffer as bad:
         vmm.stop_guest(guest, "killed", f"IPC hypercall misused: {bad}")
         return channels.ERR_FAILED, 0
-    if result is not channels.BLOCKED and result[0] == channels.OK:
-        vmm.wake(vmm.channels.peers(guest))  # a message in, or room made: the other end may go on
     return result

@@ -39,7 +39,7 @@ class VMM:
         self.machine = Machine(ram_size=host_memory, fast=fast)
         self.frames = FrameAllocator(host_memory, VMM_RESERVED)
         self.guests: list[Guest] = []
-        self.channels = Channels()
+        self.channels = Channels(wake=lambda g: self.wake([g]))
         self.quantum = quantum
         self.current: Guest | None = None
         self.entered_at = 0  # host instret when the current guest was last entered
@@ -160,8 +160,8 @@ class VMM:
             if nxt is None:
                 self._halt()
             return self._enter(nxt)
-        if guest is not self.current:
-            self.slice_ends = m.hart.time() + self.quantum
+        if guest is not self.current or self._slice_over():
+            self.slice_ends = m.hart.time() + self.quantum  # a new time slice
         self.current = guest
         m.hart.x[:] = v.x
         m.set_csr(csr.SEPC, v.pc)
