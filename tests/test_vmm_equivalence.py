@@ -60,7 +60,7 @@ def first_difference(bare: dict, guest: dict) -> str | None:
 
 
 @pytest.mark.parametrize("paging", ["shadow", "nested"])
-@settings(max_examples=120)
+@settings(max_examples=60)
 @given(p=system_programs())
 def test_guest_behaves_as_on_bare_hardware(p: SystemProgram, paging: str) -> None:
     bare = observe_bare(p)

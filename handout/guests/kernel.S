@@ -1,13 +1,15 @@
 # kernel.S: a small kernel with two user processes, in the manner of xv6. It shows the lecture's
 # U/K bit and page-table register (PTR): the kernel runs in S-mode, mapped with U=0; each process
-# runs in U-mode in its own Sv32 address space, its code and data at the same virtual addresses
-# as the other's but on different physical pages. The processes take turns on the `yield` system
-# call and on the timer; they print through the `write` system call; the first touch of a page of
-# their heap or stack faults, and the kernel maps a fresh page and lets them retry.
+# runs in U-mode in its own Sv32 address space, its data page at the same virtual address as the
+# other's but on another physical page (the code page is shared, read-only). The processes take
+# turns on the `yield` system call and on the timer; they print through the `write` system call;
+# the first touch of a page of their heap or stack faults, and the kernel maps a fresh page and
+# lets them retry.
 #
-# The output is the same whatever the speed of the hardware: the processes print only at points
-# the yields put in order, and the kernel does not print how often the timer preempted them.
-# (Those counts are in n_preempts and n_switches, for whoever looks at memory.)
+# The output is the same whatever the timer does, so that it is the same on any hardware (QEMU's
+# timer runs on the host's clock): the console is handed out in turns, passed on by yield and
+# exit, and a process that writes out of turn waits. The kernel does not print how often the
+# timer preempted a process (that is in n_preempts and n_switches, for whoever looks).
 
     .equ SBI_EXT_TIME, 0x54494D45  # set_timer(stime_value)
     .equ SBI_EXT_SRST, 0x53525354  # system_reset(type, reason)
@@ -40,12 +42,17 @@
     .equ USER_HEAP, 0x00030000     # heap and stack: mapped on first touch, a page at a time
     .equ USER_STACK_TOP, 0x00040000
     .equ USER_TOP, 0x00400000
+    .equ D_N, 0                    # a data page: n, the size of the process's computation,
+    .equ D_TAG, 4                  # "[A] ", the tag of its lines,
+    .equ D_MSG, 8                  # and "[A] round 0\n", whose digit it bumps each round
+    .equ D_ROUND, D_MSG + 10
+    .equ MSG_LEN, 12
 
     .equ SYS_WRITE, 64             # system call numbers (in a7), as Linux's
     .equ SYS_EXIT, 93
     .equ SYS_YIELD, 124
 
-    .equ QUANTUM, 10000            # timer ticks a process may run before the other's turn
+    .equ QUANTUM, 5000             # timer ticks a process may run before the other's turn
     .equ KBUF_SIZE, 128            # the most one write prints (so a buffer spans <= 2 pages)
     .equ POOL_PAGES, 4             # free pages for the processes' heaps and stacks
 
@@ -55,7 +62,7 @@
     .equ P_A0, 10 * 4
     .equ P_A1, 11 * 4
     .equ P_A7, 17 * 4
-    .equ P_STATE, 128              # 1 runnable, 0 exited
+    .equ P_STATE, 128              # EXITED, RUNNABLE or WAITING (for its turn at the console)
     .equ P_SATP, 132               # its page-table register
     .equ P_ROOT, 136               # its page tables, data page and name
     .equ P_L0, 140
@@ -63,6 +70,9 @@
     .equ P_NAME, 148
     .equ P_SIZE, 152
     .equ NPROC, 2
+    .equ EXITED, 0
+    .equ RUNNABLE, 1
+    .equ WAITING, 2
 
     .text
     .globl _start
@@ -123,7 +133,8 @@ _start:
 
 # ----- trap entry and exit ---------------------------------------------------------------------
 # In U-mode, sscratch holds the current process, whose trap frame the registers are saved in.
-# The kernel runs on one kernel stack: it never blocks, each trap ends with sret to a process.
+# The kernel runs on one kernel stack and never sleeps inside a trap: each trap ends with sret to
+# a process (one that must wait runs its ecall again when it is its turn).
 
 trap_vector:
     csrrw a0, sscratch, a0         # a0 = the process; sscratch = its a0
@@ -234,16 +245,12 @@ timer_interrupt:                   # the process ran a whole time slice: the nex
 
 schedule:                          # run the next runnable process after s0 (s0 itself last)
     mv a0, s0
-    li t1, NPROC
-1:  addi a0, a0, P_SIZE
-    la t2, procs_end
-    bltu a0, t2, 2f
-    la a0, procs
-2:  lw t2, P_STATE(a0)
-    bnez t2, switch_to
-    addi t1, t1, -1
-    bnez t1, 1b
-    j all_done
+1:  call next_process
+    lw t0, P_STATE(a0)
+    li t1, RUNNABLE
+    beq t0, t1, switch_to
+    bne a0, s0, 1b
+    j all_done                     # none: all have exited (whoever has the turn never waits)
 
 switch_to:                         # a0 = the process to run
     beq a0, s0, 1f
@@ -259,6 +266,30 @@ switch_to:                         # a0 = the process to run
     sw t1, 0(t0)
 1:  call set_timer
     j resume
+
+next_process:                      # a0 = the process after a0 in the table, round robin
+    addi a0, a0, P_SIZE
+    la t0, procs_end
+    bltu a0, t0, 1f
+    la a0, procs
+1:  ret
+
+pass_turn:                         # if s0 has the console, the next live process gets it
+    la t3, turn
+    lw t0, 0(t3)
+    bne t0, s0, 3f                 # not ours to give
+    mv t4, ra
+    mv a0, s0
+1:  call next_process              # s0 itself comes last: alone, it keeps the turn
+    lw t0, P_STATE(a0)
+    bnez t0, 2f
+    bne a0, s0, 1b
+    j 3f                           # no one is left to give it to
+2:  sw a0, 0(t3)
+    li t0, RUNNABLE                # if it was waiting for the turn, it can go on now
+    sw t0, P_STATE(a0)
+3:  mv ra, t4
+    ret
 
 set_timer:                         # the timer interrupt comes one quantum from now
 1:  rdtimeh a1
@@ -296,13 +327,6 @@ all_done:
 # ----- system calls: a7 = number, a0.. = arguments, result in a0 --------------------------
 
 syscall:
-    lw t0, P_PC(s0)
-    addi t0, t0, 4                 # return past the ecall
-    sw t0, P_PC(s0)
-    la t0, n_syscalls
-    lw t1, 0(t0)
-    addi t1, t1, 1
-    sw t1, 0(t0)
     lw t0, P_A7(s0)
     li t1, SYS_WRITE
     beq t0, t1, sys_write
@@ -310,15 +334,35 @@ syscall:
     beq t0, t1, sys_yield
     li t1, SYS_EXIT
     beq t0, t1, sys_exit
+    call served
     li t0, -1                      # no such system call
     sw t0, P_A0(s0)
     j resume
 
-sys_yield:                         # yield(): let the other process run
+served:                            # the system call is done: return past the ecall, count it
+    lw t0, P_PC(s0)
+    addi t0, t0, 4
+    sw t0, P_PC(s0)
+    la t0, n_syscalls
+    lw t1, 0(t0)
+    addi t1, t1, 1
+    sw t1, 0(t0)
+    ret
+
+sys_yield:                         # yield(): the console and the CPU go to the other process
+    call served
     sw zero, P_A0(s0)
+    call pass_turn
     j schedule
 
 sys_write:                         # write(buf, len): print len bytes of the user's memory
+    la t0, turn
+    lw t0, 0(t0)
+    beq t0, s0, 4f
+    li t0, WAITING                 # not our turn at the console: wait for it, and run the
+    sw t0, P_STATE(s0)             # ecall again then (the pc stays on it)
+    j schedule
+4:  call served
     lw s1, P_A0(s0)
     lw s2, P_A1(s0)
     li t0, KBUF_SIZE
@@ -343,11 +387,8 @@ sys_write:                         # write(buf, len): print len bytes of the use
     bltu t1, t2, 3b
     csrc sstatus, t3
     mv a0, s2
-    la a1, kbuf                    # identity-mapped: its virtual address is its physical one
-    li a2, 0
-    li a7, SBI_EXT_DBCN
-    li a6, 0
-    ecall
+    la a1, kbuf
+    call kwrite
 1:  sw s2, P_A0(s0)                # bytes written
     j resume
 2:  li t0, -1                      # a bad buffer
@@ -370,7 +411,7 @@ user_readable:                     # a0 = 1 if va a0 is on a page s0's U-mode ma
     ret
 
 sys_exit:                          # exit(status)
-    sw zero, P_STATE(s0)
+    call served
     la a0, exit1
     call kputs
     lw a0, P_NAME(s0)
@@ -381,6 +422,12 @@ sys_exit:                          # exit(status)
     call kputdec
     la a0, newline
     call kputs
+    # fall through
+
+exited:                            # s0 is gone: its turn at the console passes on
+    li t0, EXITED
+    sw t0, P_STATE(s0)
+    call pass_turn
     j schedule
 
 # ----- faults ----------------------------------------------------------------------------------
@@ -431,8 +478,7 @@ kill:                              # any other trap from U-mode: the process die
     call kputdec
     la a0, newline
     call kputs
-    sw zero, P_STATE(s0)
-    j schedule
+    j exited
 
 # ----- console helpers (the kernel prints through the SBI debug console) ------------------
 
@@ -443,6 +489,9 @@ kputs:                             # print the NUL-terminated string at a0
     addi a0, a0, 1
     j 1b
 2:  sub a0, a0, a1                 # its length
+    # fall through
+
+kwrite:                            # print a0 bytes at a1 (identity-mapped: a physical address)
     li a2, 0
     li a7, SBI_EXT_DBCN
     li a6, 0
@@ -460,11 +509,7 @@ kputdec:                           # print a0 in decimal
     bnez a0, 1b
     la a0, kdigits_end
     sub a0, a0, a1
-    li a2, 0
-    li a7, SBI_EXT_DBCN
-    li a6, 0
-    ecall
-    ret
+    j kwrite
 
 # ----- the user program: one page, mapped at USER_TEXT (U=1, R X) in both processes -------
 
@@ -472,11 +517,11 @@ kputdec:                           # print a0 in decimal
 user_text:
     li s0, USER_DATA               # our data page: same address as the other's, another page
     li s1, 3
-1:  lbu t0, 8 + 10(s0)             # count the round in our own copy of the message
+1:  lbu t0, D_ROUND(s0)            # count the round in our own copy of the message
     addi t0, t0, 1
-    sb t0, 8 + 10(s0)
-    addi a0, s0, 8                 # write(message, 12)
-    li a1, 12
+    sb t0, D_ROUND(s0)
+    addi a0, s0, D_MSG             # write(message, its length)
+    li a1, MSG_LEN
     li a7, SYS_WRITE
     ecall
     li a7, SYS_YIELD               # the other process's turn
@@ -484,7 +529,7 @@ user_text:
     addi s1, s1, -1
     bnez s1, 1b
 
-    lw s3, 0(s0)                   # compute: count the primes below n with a sieve, long
+    lw s3, D_N(s0)                 # compute: count the primes below n with a sieve, long
     li s2, USER_HEAP               # enough for the timer to preempt us; one byte per number,
     li s4, 0                       # 0 = maybe prime, in a heap page not mapped yet
     li t0, 2
@@ -503,7 +548,7 @@ user_text:
 4:  addi t0, t0, 1
     j 2b
 
-5:  addi a0, s0, 4                 # "[A] 309 primes below 2048\n"
+5:  addi a0, s0, D_TAG             # "[A] 309 primes below 2048\n"
     li a1, 4
     li a7, SYS_WRITE
     ecall
@@ -550,13 +595,14 @@ user_text_end:
     .align 2
 procs:
     .space 128                     # process A: trap frame,
-    .word 1, 0                     # state, satp,
+    .word RUNNABLE, 0              # state, satp,
     .word root_a, l0_a, data_a, name_a
     .space 128                     # process B
-    .word 1, 0
+    .word RUNNABLE, 0
     .word root_b, l0_b, data_b, name_b
 procs_end:
 current:    .word 0                # the process running (for whoever inspects the kernel)
+turn:       .word procs            # whose turn it is at the console: A's first
 next_free:  .word pool             # the next free page
 n_syscalls: .word 0
 n_faults:   .word 0
@@ -576,7 +622,7 @@ summary3: .asciz " page faults\n"
 panic:    .asciz "kernel: panic: a trap in the kernel\n"
 newline:  .asciz "\n"
 
-    # Each process's data page (mapped at USER_DATA): n, its tag, then its round message.
+    # Each process's data page, mapped at USER_DATA (see D_N, D_TAG, D_MSG).
     .align 12
 data_a:
     .word 2048

@@ -33,10 +33,12 @@ class BlockTrap(Exception):
 
 
 class BlockExit(Exception):
-    """A store overwrote compiled code: stop after it, `n` instructions retired, at `pc`."""
+    """Stop the block after this instruction (`n` retired, resume at `pc`): a store overwrote
+    compiled code, or an access changed the TLB, so the block's cached translations are stale.
+    A load that exits this way hands over the value for its destination register `rd`."""
 
-    def __init__(self, pc: int, n: int) -> None:
-        self.pc, self.n = pc, n
+    def __init__(self, pc: int, n: int, rd: int = 0, value: int = 0) -> None:
+        self.pc, self.n, self.rd, self.value = pc, n, rd, value
 
 
 class Block:
@@ -74,6 +76,7 @@ def run_fast(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
                     if b is None:
                         h.pc = pc
                         b = compile_block(h, pc)
+                        blocks = h.blocks  # compiling may have flushed the caches
                     if done + b.n > limit:
                         break
                     pc = b.fn(x)
@@ -88,6 +91,8 @@ def run_fast(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
             except BlockExit as be:
                 done += be.n
                 pc = be.pc
+                if be.rd:
+                    x[be.rd] = be.value
             h.pc = pc
             h.instret += done
             steps += done
@@ -195,19 +200,23 @@ def _build(h: Hart, instrs: list[tuple[int, Instr]]) -> Block:
 
 def _namespace(h: Hart) -> dict:
     mem = h.mem
+    caches = h.blocks  # if these are replaced, the TLB changed under the block: stop it
 
-    def ld(a: int, size: int, signed: bool, pc: int, idx: int) -> int:
+    def ld(a: int, size: int, signed: bool, pc: int, idx: int, rd: int) -> int:
         try:
-            return h.load(a, size, signed)
+            value = h.load(a, size, signed)
         except Trap as trap:
             raise BlockTrap(trap, pc, idx) from None
+        if h.blocks is not caches:
+            raise BlockExit(pc + 4, idx + 1, rd, value)
+        return value
 
     def st(a: int, size: int, value: int, pc: int, idx: int) -> None:
         try:
             overwrote_code = h.store(a, size, value)
         except Trap as trap:
             raise BlockTrap(trap, pc, idx) from None
-        if overwrote_code:
+        if overwrote_code or h.blocks is not caches:
             raise BlockExit(pc + 4, idx + 1)
 
     return {"M": M, "rt": h.rtlb, "wt": h.wtlb, "ld": ld, "st": st, "u8": mem.u8, "s8": mem.s8,
@@ -260,7 +269,7 @@ def _emit_load(pc: int, i: Instr, idx: int) -> list[str]:
     return [f"a = (x[{i.rs1}] + {i.imm}) & M",
             "e = rt.get(a >> 12)",
             f"if e is None{misaligned}:",
-            f"    {dest} = ld(a, {size}, {signed}, {pc}, {idx})",
+            f"    {dest} = ld(a, {size}, {signed}, {pc}, {idx}, {i.rd})",
             "else:",
             f"    {dest} = {view}[(e | (a & 4095)) >> {shift}]{mask}"]
 

@@ -70,18 +70,22 @@ def write(h: Hart, num: int, value: int) -> None:
     elif num in (csr.SATP, csr.VSATP, csr.HGATP):
         if num == csr.HGATP:
             value &= csr.HGATP_MODE_SV32X4 | (csr.HGATP_VMID_MASK << 22) | csr.SATP_PPN_MASK & ~3
-        setattr(h, _FIELD[num], value)
-        h.flush_fast()  # a new table or address space: the fast path must look again
+        _set_translation_csr(h, _FIELD[num], value)
     elif num == csr.HSTATUS:
-        h.hstatus = value & csr.HSTATUS_WRITABLE
-        h.flush_fast()
+        _set_translation_csr(h, "hstatus", value & csr.HSTATUS_WRITABLE)
     elif num == csr.VSSTATUS:
-        h.vsstatus = value & csr.VSSTATUS_WRITABLE
-        h.flush_fast()
+        _set_translation_csr(h, "vsstatus", value & csr.VSSTATUS_WRITABLE)
     elif num in (csr.SIP, csr.CYCLE, csr.TIME, csr.INSTRET, csr.CYCLEH, csr.TIMEH, csr.INSTRETH):
         pass  # nothing writable (STIP follows stimecmp; SSIP and SEIP are not implemented)
     else:
         setattr(h, _FIELD[num], value)
+
+
+def _set_translation_csr(h: Hart, field: str, value: int) -> None:
+    """A CSR that translation depends on: the fast path switches to that context's caches."""
+    if getattr(h, field) != value:
+        setattr(h, field, value)
+        h.select_caches()
 
 
 _FIELD = {csr.SIE: "sie", csr.STVEC: "stvec", csr.SCOUNTEREN: "scounteren",

@@ -32,6 +32,7 @@ from .traps import (
 U_MODE, S_MODE = 0, 1
 MODE_NAMES = {U_MODE: "U", S_MODE: "S"}
 NEVER = 1 << 80  # an instret that is never reached
+MAX_CONTEXTS = 64  # translation contexts whose fast-path caches are kept
 M32 = 0xFFFF_FFFF
 # causes whose stval is a (guest-)virtual address: hstatus.GVA is set for them when V=1
 _VIRTUAL_TVAL = frozenset(MISALIGNED_CAUSE + ACCESS_CAUSE + PAGE_FAULT_CAUSE
@@ -111,28 +112,36 @@ class Hart:
     def set_sstatus(self, value: int) -> None:
         old, self.sstatus = self.sstatus, value & csr.SSTATUS_WRITABLE
         if (old ^ self.sstatus) & (csr.SSTATUS_SUM | csr.SSTATUS_MXR):
-            self.flush_fast()
+            self.select_caches()
         self.update_irq()
 
     # ----- fast-path caches ----------------------------------------------------------------
 
     def flush_fast(self) -> None:
-        """Forget every cached translation and compiled block: called whenever the TLB or
-        anything a permission check depends on changes."""
+        """Forget every cached translation and compiled block: called whenever the TLB
+        changes (a fence, or a walk that replaced an entry)."""
         self._caches = {}
         self.code_pages = {}
-        self._select_caches()
+        self.select_caches()
 
-    def _select_caches(self) -> None:
-        key = (self.mode, self.v)
+    def select_caches(self) -> None:
+        """Use the fast-path caches of the current translation context: everything a
+        translation or a permission check depends on besides the TLB's contents. Switching
+        back and forth (a VMM entering its guests, a kernel its processes) keeps each
+        context's compiled blocks; only a change to the TLB itself throws them away."""
+        key = (self.mode, self.v, self.satp, self.sstatus & (csr.SSTATUS_SUM | csr.SSTATUS_MXR),
+               self.hstatus & csr.HSTATUS_SPVP, self.vsatp, self.vsstatus, self.hgatp)
         c = self._caches.get(key)
         if c is None:
+            if len(self._caches) >= MAX_CONTEXTS:
+                self._caches = {}
+                self.code_pages = {}
             c = self._caches[key] = ({}, {}, {}, {})
         self.rtlb, self.wtlb, self.xtlb, self.blocks = c
 
     def set_mode(self, mode: int, v: int = 0) -> None:
         self.mode, self.v = mode, v
-        self._select_caches()
+        self.select_caches()
         self.update_irq()
 
     def _fill(self, tlb: dict, va: int, pa: int, access: int) -> None:

@@ -20,6 +20,7 @@ an attack on the VMM: the guest is stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .guest import Guest
@@ -52,11 +53,15 @@ class Channel:
 
     # STUDENT PART bounded-buffer: yours to write
     def full(self) -> bool:
-        """No room for another message."""
+        """No room for another message.
+
+        Hint: `count` says how many slots hold a message."""
         raise NotImplementedError("bounded-buffer: Channel.full is yours to write (see LAB.md)")
 
     def empty(self) -> bool:
-        """No message to receive."""
+        """No message to receive.
+
+        Hint: see full()."""
         raise NotImplementedError("bounded-buffer: Channel.empty is yours to write (see LAB.md)")
 
     def put(self, message: bytes) -> None:
@@ -66,12 +71,15 @@ class Channel:
         raise NotImplementedError("bounded-buffer: Channel.put is yours to write (see LAB.md)")
 
     def take(self) -> bytes:
-        """Remove and return the oldest message; the caller has checked it is not empty."""
+        """Remove and return the oldest message; the caller has checked it is not empty.
+
+        Hint: the oldest is at `head`; both `head` and `count` change."""
         raise NotImplementedError("bounded-buffer: Channel.take is yours to write (see LAB.md)")
 
 
 class Channels:
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[Guest], None]) -> None:
+        self.wake = wake  # makes a blocked guest runnable again (it retries its ecall)
         self.table: dict[int, Channel] = {}
         self.sent = 0
         self.received = 0
@@ -91,16 +99,21 @@ class Channels:
         Check in this order: the channel exists and `guest` holds its sending end (else
         ERR_DENIED); the length is at most MAX_MESSAGE (else ERR_INVALID_PARAM); the buffer lies
         in the guest's own RAM (else raise BadBuffer); the receiver has not stopped (else
-        ERR_FAILED). Copy the payload only after all of that.
+        ERR_FAILED). Copy the payload only after all of that, then wake the receiver: it may be
+        blocked waiting for this very message.
 
-        Hint: guest.mem.contains and guest.mem.read check and copy guest-physical memory."""
+        Hint: guest.mem.contains and guest.mem.read check and copy guest-physical memory;
+        self.wake(g) makes a blocked guest retry."""
         raise NotImplementedError("ipc: Channels.send is yours to write (see LAB.md)")
 
     def receive(self, guest: Guest, cid: int, buf: int, size: int) -> tuple[int, int] | None:
         """The receive hypercall. Return (error, message length), or BLOCKED when the channel
         is empty. Checks, in order: the receiving end (ERR_DENIED); the buffer lies in the
         guest's own RAM (BadBuffer); if the channel is empty, a stopped sender is ERR_FAILED,
-        else BLOCKED; a message longer than `size` is ERR_INVALID_PARAM and stays queued."""
+        else BLOCKED; a message longer than `size` is ERR_INVALID_PARAM and stays queued. Taking
+        a message makes room: wake the sender.
+
+        Hint: the same as send, the other way round; guest.mem.write copies into the guest."""
         raise NotImplementedError("ipc: Channels.receive is yours to write (see LAB.md)")
 
     def peers(self, guest: Guest) -> list[Guest]:

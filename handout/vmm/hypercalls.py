@@ -83,8 +83,8 @@ def _console(guest: Guest, fid: int, n: int, addr: int) -> tuple[int, int]:
             return sbi.ERR_INVALID_PARAM, 0
         guest.console += guest.mem.read(addr, n)
         return sbi.SUCCESS, n
-    if fid == 1:
-        return sbi.SUCCESS, 0  # console_read: no input, ever
+    if fid == 1:  # console_read: no input, ever, but the buffer must still be RAM
+        return (sbi.SUCCESS if guest.mem.contains(addr, n) else sbi.ERR_INVALID_PARAM), 0
     if fid == 2:
         guest.console.append(n & 0xFF)
         return sbi.SUCCESS, 0
@@ -103,6 +103,4 @@ def _ipc(vmm: VMM, guest: Guest, fid: int, cid: int, buf: int,
     except channels.BadBuffer as bad:
         vmm.stop_guest(guest, "killed", f"IPC hypercall misused: {bad}")
         return channels.ERR_FAILED, 0
-    if result is not channels.BLOCKED and result[0] == channels.OK:
-        vmm.wake(vmm.channels.peers(guest))  # a message in, or room made: the other end may go on
     return result

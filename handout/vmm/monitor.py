@@ -30,7 +30,7 @@ GUEST_MEMORY = 32 << 20
 HOST_MEMORY = 256 << 20
 VMM_RESERVED = 16 << 20  # the bottom of host RAM: the VMM's page tables
 QUANTUM = 20_000  # host instructions a guest runs before the next one gets the hart
-MAX_REPEATS = 64  # the same hidden fault this often in a row is a VMM bug, not progress
+MAX_REPEATS = 64  # the same fault this often, nothing retired in between: the VMM is stuck
 
 
 class VMM:
@@ -39,7 +39,7 @@ class VMM:
         self.machine = Machine(ram_size=host_memory, fast=fast)
         self.frames = FrameAllocator(host_memory, VMM_RESERVED)
         self.guests: list[Guest] = []
-        self.channels = Channels()
+        self.channels = Channels(wake=lambda g: self.wake([g]))
         self.quantum = quantum
         self.current: Guest | None = None
         self.entered_at = 0  # host instret when the current guest was last entered
@@ -160,8 +160,8 @@ class VMM:
             if nxt is None:
                 self._halt()
             return self._enter(nxt)
-        if guest is not self.current:
-            self.slice_ends = m.hart.time() + self.quantum
+        if guest is not self.current or self._slice_over():
+            self.slice_ends = m.hart.time() + self.quantum  # a new time slice
         self.current = guest
         m.hart.x[:] = v.x
         m.set_csr(csr.SEPC, v.pc)
@@ -220,7 +220,10 @@ class VMM:
             return None
 
     def _check_progress(self, guest: Guest, va: int, access: int) -> None:
-        key = (guest.vcpu.pc, access, va)
+        """Stop a guest whose same fault comes back with not one instruction retired in
+        between: the VMM's handling of it is not making progress (a VMM bug, not the guest's:
+        a guest that loops through its own fault handler retires instructions)."""
+        key = (guest.vcpu.pc, access, va, guest.vcpu.instret)
         guest.repeats = guest.repeats + 1 if key == guest.last_fault else 0
         guest.last_fault = key
         if guest.repeats > MAX_REPEATS:

@@ -4,8 +4,8 @@ For a guest on nested paging the VMM writes no shadow. The guest's own table goe
 hardware as it is (vsatp), and the VMM's map goes in a G-stage table (hgatp, Sv32x4) that the
 machine walks for every guest-physical address, the guest's page-table entries included. The
 VMM fills the G-stage lazily: the first touch of a guest-physical page is a guest-page fault
-(causes 20, 21, 23) that backs it with a host frame. The guest's page faults reach the guest
-directly as what they are.
+(causes 20, 21, 23) that backs it with a host frame. The guest's own page faults (its first
+stage refused the access) are true faults: the VMM reflects them into the guest unchanged.
 """
 
 from __future__ import annotations

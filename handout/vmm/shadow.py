@@ -70,7 +70,10 @@ class ShadowTables:
     def flush(self) -> None:
         """Forget every shadow entry of this guest, in both views, and make the hardware forget
         the translations it cached from them (sfence.vma for both ASIDs). Called when the guest
-        writes satp, changes SUM or MXR, or executes sfence.vma."""
+        writes satp, changes SUM or MXR, or executes sfence.vma.
+
+        Hint: zero both root tables and keep the second-level tables in self.spare for reuse;
+        self.machine.hart.mmu.sfence(None, asid) is what an sfence.vma with that ASID does."""
         raise NotImplementedError("shadow-flush: ShadowTables.flush is yours to write (see LAB.md)")
 
     def _write_leaf(self, view: int, va: int, host: int, flags: int) -> None:

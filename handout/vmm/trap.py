@@ -71,7 +71,10 @@ def emulate(vmm: VMM, guest: Guest, bits: int) -> None:
     """Emulate the privileged instruction `bits` that the guest kernel executed: a CSR
     instruction, sret, wfi or sfence.vma. Anything else is illegal for the guest too (raise
     GuestFault). An emulated instruction retires: it advances the guest's instret, and its pc
-    unless it is a jump (sret)."""
+    unless it is a jump (sret).
+
+    Hint: machine.decode.decode(bits) names the instruction; the bare machine's
+    machine/execute.py shows what each one does to a real hart."""
     raise NotImplementedError("emulate: emulate is yours to write (see LAB.md)")
 
 
@@ -79,37 +82,35 @@ def emulate_csr(vmm: VMM, guest: Guest, op: str, rd: int, rs1: int, num: int,
                 bits: int) -> None:
     """A CSR instruction against the virtual CSRs, with the hardware's access checks and
     WARL rules (machine/csrs.py works on a VirtualCPU as on a real hart). Writes to satp, or
-    to SUM or MXR in sstatus, change the guest's translations: tell the VMM."""
+    to SUM or MXR in sstatus, change the guest's translations: tell the VMM.
+
+    Hint: csrs.check_access, csrs.read and csrs.write take the virtual CPU; csrrs and csrrc
+    with rs1 = x0 read without writing, and csrrw with rd = x0 writes without reading."""
     raise NotImplementedError("emulate: emulate_csr is yours to write (see LAB.md)")
 
 
+# STUDENT PART counter-read: yours to write
 def emulate_counter_read(guest: Guest, bits: int) -> None:
     """The guest's user mode read a counter (the VMM keeps the real ones from guests): allowed
-    when the guest kernel's scounteren says so, illegal otherwise, as on the guest's hardware."""
-    v = guest.vcpu
-    ins = decode(bits)
-    if ins is None or not ins.op.startswith("csr") or ins.imm not in csrs.COUNTERS:
-        raise GuestFault(ILLEGAL_INSN, bits)
-    try:
-        csrs.check_access(v, ins.imm, ins.op in ("csrrw", "csrrwi") or ins.rs1 != 0, bits)
-    except Trap as trap:
-        raise GuestFault(trap.cause, trap.tval) from None
-    if ins.rd:
-        v.x[ins.rd] = csrs.read(v, ins.imm)
-    v.pc += 4
-    v.instret += 1
-    v.trap_entry = False
-    guest.emulated += 1
+    when the guest kernel's scounteren says so, illegal otherwise, as on the guest's hardware.
+
+    Hint: the same checks as emulate_csr, with the guest in virtual U-mode; anything that is
+    not a counter read is an illegal instruction for the guest too."""
+    raise NotImplementedError("counter-read: emulate_counter_read is yours to write (see LAB.md)")
 
 
 # STUDENT PART sret-wfi: yours to write
 def emulate_sret(v: VirtualCPU) -> None:
     """sret on the virtual CPU: back to the mode in SPP at sepc, SIE from SPIE, SPIE set,
-    SPP cleared."""
+    SPP cleared.
+
+    Hint: the bare machine's Hart.sret does this to real CSRs."""
     raise NotImplementedError("sret-wfi: emulate_sret is yours to write (see LAB.md)")
 
 
 def emulate_wfi(vmm: VMM, guest: Guest) -> None:
     """wfi: the guest's time skips to its timer if the timer can wake it (enabled in sie); with
-    nothing that could ever wake it the guest stops ("wfi-forever"), as the bare machine does."""
+    nothing that could ever wake it the guest stops ("wfi-forever"), as the bare machine does.
+
+    Hint: machine/execute.py's wfi; the guest's time is v.time() = v.instret + v.idle."""
     raise NotImplementedError("sret-wfi: emulate_wfi is yours to write (see LAB.md)")

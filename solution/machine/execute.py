@@ -162,7 +162,8 @@ def wfi(h: Hart, i: Instr, pc: int, w: int) -> int:
     if not h.sie:
         raise Halt("wfi-forever", f"wfi at pc={pc:#010x} with no interrupt enabled in sie")
     if h.stimecmp == (1 << 64) - 1:
-        raise Halt("wfi-forever", f"wfi at pc={pc:#010x} with no timer set (stimecmp={h.stimecmp:#x})")
+        raise Halt("wfi-forever",
+                   f"wfi at pc={pc:#010x} with no timer set (stimecmp={h.stimecmp:#x})")
     h.idle += max(0, h.stimecmp - h.time())
     h.update_irq()
     return pc + 4

@@ -166,9 +166,9 @@ class MMU:
         glob = False
         for level in (1, 0):
             pte_addr = a + ((va >> (12 + 10 * level)) & 0x3FF) * 4
-            if hgatp is not None:  # the guest's PTE lives at a guest-physical address
-                pte_addr, _ = self._g_stage(pte_addr, LOAD, va, perms, hgatp,
-                                            fault=GUEST_PAGE_FAULT_CAUSE[access])
+            if hgatp is not None:  # the guest's PTE lives at a guest-physical address:
+                # checked as an implicit load, any fault reported for the original access
+                pte_addr, _ = self._g_stage(pte_addr, LOAD, va, perms, hgatp, original=access)
             pte = self._read_pte(pte_addr, va, access)
             if not pte & PTE_V or (pte & (PTE_R | PTE_W)) == PTE_W:
                 raise Trap(PAGE_FAULT_CAUSE[access], va)
@@ -183,15 +183,18 @@ class MMU:
         raise Trap(PAGE_FAULT_CAUSE[access], va)  # a pointer at the last level
 
     def _g_stage(self, gpa: int, access: int, va: int, perms: Permissions, hgatp: int,
-                 fault: int | None = None) -> tuple[int, int]:
-        """Translate a guest-physical address through the VMM's table (Sv32x4)."""
-        fault = GUEST_PAGE_FAULT_CAUSE[access] if fault is None else fault
+                 original: int | None = None) -> tuple[int, int]:
+        """Translate a guest-physical address through the VMM's table (Sv32x4). `access` is
+        what the permissions are checked for; faults, guest-page and access faults alike, are
+        reported for the `original` access type (the same unless this is a VS-stage PTE read)."""
+        original = access if original is None else original
+        fault = GUEST_PAGE_FAULT_CAUSE[original]
         if not hgatp & csr.HGATP_MODE_SV32X4:
             return gpa, BARE_PTE
         a = (hgatp & csr.SATP_PPN_MASK & ~3) << 12  # a 16 KiB root
         for level in (1, 0):
             index = (gpa >> 22) & 0xFFF if level else (gpa >> 12) & 0x3FF
-            pte = self._read_pte(a + index * 4, va, access)
+            pte = self._read_pte(a + index * 4, va, original)
             if not pte & PTE_V or (pte & (PTE_R | PTE_W)) == PTE_W:
                 raise Trap(fault, va, gpa)
             if pte & (PTE_R | PTE_X):

@@ -100,7 +100,10 @@ def debug_console(h: Hart, fid: int, a0: int, a1: int, a2: int) -> tuple[int, in
             return ERR_INVALID_PARAM, 0
         h.mem.console.extend(data)
         return SUCCESS, a0
-    if fid == 1:  # console_read: there is never any input
+    if fid == 1:  # console_read(num_bytes, base_addr_lo, base_addr_hi): never any input,
+        # but the output memory must still be RAM (SBI v2.0: SBI_ERR_INVALID_PARAM otherwise)
+        if h.mem.read_bytes(a1 | a2 << 32, a0) is None:
+            return ERR_INVALID_PARAM, 0
         return SUCCESS, 0
     if fid == 2:  # console_write_byte
         h.mem.console.append(a0 & 0xFF)

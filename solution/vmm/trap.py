@@ -118,6 +118,8 @@ def emulate(vmm: VMM, guest: Guest, bits: int) -> None:
         emulate_sret(v)
     elif ins.op == "wfi":
         emulate_wfi(vmm, guest)
+        if not guest.running:
+            return  # a wfi that can never wake stops the guest on the wfi, as on bare hardware
         v.pc += 4
     elif ins.op == "sfence.vma":
         vmm.guest_sfence(guest)
