@@ -15,6 +15,7 @@ from test_mmu import (
     RAM_SIZE,
     TOKEN,
     assert_trap_state,
+    check_access,
     check_translate,
     machine_with,
     same,
@@ -97,22 +98,7 @@ def test_nested_hart_accesses_match_spec(case: tuple[pt.NestedTables, list[Query
         enter_guest(m, ctx)
         want = tlb.access_memory(va, 4, access, ctx)
         what = describe(va, access, ctx)
-        try:
-            if access == spec.LOAD:
-                value = m.hart.load(va, 4)
-            elif access == spec.STORE:
-                m.hart.store(va, 4, TOKEN)
-            else:
-                value = m.hart.fetch(va)
-        except Trap as trap:
-            same(trap, want, what)
-            continue
-        assert isinstance(want, spec.Translation), f"{what}: no trap, spec says {want}"
-        if access == spec.STORE:
-            assert m.read_phys(want.pa, 4) == TOKEN.to_bytes(4, "little"), what
-            m.write_phys(want.pa, (mem.read_word(want.pa) or 0).to_bytes(4, "little"))
-        else:
-            assert value == mem.read_word(want.pa), what
+        check_access(m, mem, va, access, want, what)
 
 
 # ----- a hand-built guest ------------------------------------------------------------------------

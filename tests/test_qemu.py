@@ -12,7 +12,6 @@ name the Debian packages to install.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from machine import Machine
 from machine.loader import load_elf
+from tools import skip_or_fail
 
 HERE = Path(__file__).resolve().parent
 GUESTS = sorted((HERE.parent / "solution" / "guests").glob("*.S")) + \
@@ -51,11 +51,8 @@ def tools() -> dict[str, str]:
     paths = {key: shutil.which(name) for key, name in TOOLS.items()}
     missing = [TOOLS[key] for key, path in paths.items() if path is None]
     if missing:
-        message = (f"{', '.join(missing)} not found: the QEMU cross-check needs the Debian "
-                   f"packages {' and '.join(PACKAGES)} (apt-get install {' '.join(PACKAGES)})")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"{', '.join(missing)} not found: the QEMU cross-check needs the Debian "
+                     f"packages {' and '.join(PACKAGES)} (apt-get install {' '.join(PACKAGES)})")
     return paths  # type: ignore[return-value]
 
 

@@ -25,16 +25,20 @@ MARCH = "rv32im_zicsr_zifencei_zihintpause_h"
 BASE = 0x8040_0000
 
 
+def skip_or_fail(message: str) -> None:
+    """A tool a test needs is missing: skip, but fail in CI, which must run every test."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def binutils() -> dict[str, str]:
     """Paths of the GNU tools, or skip the test (fail it under CI) when they are missing."""
     paths = {tool: shutil.which(PREFIX + tool) for tool in TOOLS}
     missing = [PREFIX + tool for tool, path in paths.items() if path is None]
     if missing:
-        message = (f"GNU binutils for RISC-V not found ({', '.join(missing)}): install the Debian "
-                   f"package {PACKAGE} (apt-get install {PACKAGE})")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"GNU binutils for RISC-V not found ({', '.join(missing)}): install the "
+                     f"Debian package {PACKAGE} (apt-get install {PACKAGE})")
     return paths
 
 

@@ -1,5 +1,6 @@
 # hello.S: the smallest guest. Prints through the UART and through the SBI, then shuts down.
-# Runs unchanged on QEMU (qemu-system-riscv32 -M virt -bios default -kernel hello.elf).
+# Runs unchanged on QEMU's virt board (tests/test_qemu.py boots it there, with a stand-in
+# for OpenSBI, since Debian ships no 32-bit OpenSBI).
 
     .equ UART, 0x10000000
     .equ SBI_EXT_DBCN, 0x4442434E
