@@ -99,8 +99,19 @@ def test_the_check_option_agrees(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_unmarked_files_are_copied_unchanged():
+def test_the_handout_carries_the_vmlab_tool_unchanged():
+    tool = REPO / "grader" / "vmlab"
     files = generate(SOLUTION)
+    shipped = {rel.removeprefix("tools/vmlab/"): data for rel, data in files.items()
+               if rel.startswith("tools/vmlab/")}
+    assert {"cli.py", "check.py", "worker.py", "rubric.toml"} <= set(shipped)
+    for rel, data in shipped.items():
+        assert data == (tool / rel).read_bytes(), rel
+    assert b'vmlab = "vmlab.cli:main"' in files["tools/pyproject.toml"]
+
+
+def test_unmarked_files_are_copied_unchanged():
+    files = generate(SOLUTION, tools=False)
     marked_set = set(marked_files())
     for rel, data in files.items():
         if rel not in marked_set:
@@ -165,7 +176,7 @@ def fake(tmp_path: Path, source: str, name: str = "mod.py") -> Path:
 
 def build_error(root: Path) -> str:
     with pytest.raises(BuildError) as caught:
-        generate(root)
+        generate(root, tools=False)
     return str(caught.value)
 
 
@@ -217,7 +228,7 @@ def test_stubs_methods_decorators_and_several_defs(tmp_path):
     (root / "drafts").mkdir()
     (root / "drafts" / "a.txt").write_text("draft\n")
     (root / ".handoutignore").write_text("# not for students\nsecret.md\n/drafts/\n")
-    files = generate(root)
+    files = generate(root, tools=False)
     assert sorted(files) == ["notes.txt", "pkg/mod.py"]
     assert files["notes.txt"] == b"keep me\n"
     assert files["pkg/mod.py"].decode() == textwrap.dedent('''
@@ -341,7 +352,7 @@ def test_markers_inside_strings_are_not_markers(tmp_path):
         """
         '''
     root = fake(tmp_path, source)
-    assert generate(root)["pkg/mod.py"] == (root / "pkg" / "mod.py").read_bytes()
+    assert generate(root, tools=False)["pkg/mod.py"] == (root / "pkg" / "mod.py").read_bytes()
 
 
 def test_the_verb_reports_a_build_error_in_one_paragraph(monkeypatch, tmp_path):

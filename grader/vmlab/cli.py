@@ -6,7 +6,10 @@ import typer
 
 from .asm import asm
 from .build import app as build_app
+from .check import check
 from .disasm import disasm
+from .grade import grade
+from .replay import replay
 from .run import run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -14,6 +17,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.command()(run)
 app.command()(asm)
 app.command()(disasm)
+app.command()(grade)
+app.command()(check)
+app.command()(replay)
 app.add_typer(build_app, name="build")
 
 

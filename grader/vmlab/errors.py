@@ -13,3 +13,8 @@ def fail(message: str) -> typer.Exit:
     """Print `message` as an error and return the Exit to raise."""
     sys.stderr.write(f"vmlab: error: {message}\n")
     return typer.Exit(USAGE_ERROR)
+
+
+class UsageError(Exception):
+    """Bad input (a rubric, a submission, a replay token): one paragraph naming what was wrong
+    and where. The command line prints it with `fail`."""

@@ -30,7 +30,32 @@ from pathlib import Path
 IGNORE_FILE = ".handoutignore"
 # Never part of a handout, whatever .handoutignore says: caches that tools leave behind.
 ALWAYS_IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".hypothesis", ".ruff_cache",
-                  IGNORE_FILE)
+                  ".vmlab", ".venv", IGNORE_FILE)
+TOOL = Path(__file__).resolve().parent  # the vmlab package: students get it as tools/vmlab
+TOOL_PYPROJECT = """\
+# The vmlab tool for students: `make setup` in the handout installs it into .venv/.
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "vmlab"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["typer>=0.12", "rich>=13", "pyelftools>=0.31",
+                "hypothesis==6.170.15; python_version>='3.11'",
+                "hypothesis==6.168.5; python_version<'3.11'",
+                "jsonschema>=4.20", "gradescope-utils==0.5.0", "tomli>=2; python_version<'3.11'"]
+
+[project.scripts]
+vmlab = "vmlab.cli:main"
+
+[tool.setuptools.packages.find]
+include = ["vmlab*"]
+
+[tool.setuptools.package-data]
+vmlab = ["rubric.toml", "schemas/*.json"]
+"""
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MARKER = re.compile(r"#\s*(BEGIN|END)\s+STUDENT\s+PART\b\s*(.*?)\s*\Z")
 STUB_COMMENT = "# STUDENT PART {part}: yours to write"
@@ -102,8 +127,9 @@ def list_files(root: Path, patterns: list[str]) -> list[str]:
     return sorted(out)
 
 
-def generate(solution: Path) -> dict[str, bytes]:
-    """The handout for `solution`: relative posix path -> content. Writes nothing."""
+def generate(solution: Path, tools: bool = True) -> dict[str, bytes]:
+    """The handout for `solution`: relative posix path -> content, with the vmlab tool as
+    tools/ unless `tools` is false. Writes nothing."""
     solution = Path(solution)
     if not solution.is_dir():
         raise BuildError(f"{solution}: no such folder (the solution to make the handout from)")
@@ -115,6 +141,10 @@ def generate(solution: Path) -> dict[str, bytes]:
         if rel.endswith(".py"):
             data = strip_source(data, _display(path))
         files[rel] = data
+    for rel in list_files(TOOL, list(ALWAYS_IGNORED)) if tools else []:
+        files[f"tools/vmlab/{rel}"] = (TOOL / rel).read_bytes()
+    if tools:
+        files["tools/pyproject.toml"] = TOOL_PYPROJECT.encode()
     return files
 
 

@@ -90,6 +90,7 @@ class Hart:
         self.trap_entry = False  # a trap was just taken to stvec and nothing retired since
         self._caches: dict[tuple[int, int], tuple[dict, dict, dict, dict]] = {}
         self.code_pages: dict[int, list[tuple[dict, int]]] = {}  # RAM page -> compiled blocks
+        self.code_writes: dict[int, int] = {}  # RAM page -> how often its compiled code was hit
         self.flush_fast()
 
     # ----- time and interrupts ---------------------------------------------------------------
@@ -159,9 +160,12 @@ class Hart:
     def invalidate_code(self, page: int) -> bool:
         """Drop the compiled blocks of a RAM page that was just written. True if there were."""
         users = self.code_pages.pop(page, None)
-        for blocks, pc in users or ():
+        if users is None:
+            return False
+        for blocks, pc in users:
             blocks.pop(pc, None)
-        return users is not None
+        self.code_writes[page] = self.code_writes.get(page, 0) + 1
+        return True
 
     # ----- translation and memory ------------------------------------------------------------
 

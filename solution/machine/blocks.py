@@ -49,6 +49,18 @@ class Block:
 
 
 NO_BLOCK = Block(None, 1 << 62, "")  # "use the interpreter here": never fits a horizon
+HOT = 2  # compile a block the second time it is reached: most code in a short run is cold
+VOLATILE = 8  # a page whose code was overwritten this often is interpreted, never compiled
+
+
+class Cold(Block):
+    """A block start seen fewer than HOT times: compiling costs more than interpreting it."""
+
+    __slots__ = ("visits",)
+
+    def __init__(self) -> None:
+        super().__init__(None, 1 << 62, "")
+        self.visits = 0
 
 
 def run_plain(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
@@ -98,6 +110,10 @@ def run_fast(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
             steps += done
             if done:
                 h.trap_entry = False
+            if b.__class__ is Cold:
+                b.visits += 1
+                if b.visits >= HOT:
+                    b = compile_block(h, pc, hot=True)
             if steps < max_steps and (b is NO_BLOCK or done + b.n > limit):
                 h.step()  # a privileged instruction, a fault to take, or the timer is due
                 steps += 1
@@ -106,10 +122,14 @@ def run_fast(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
     return steps, None
 
 
-def compile_block(h: Hart, pc: int) -> Block:
-    """Compile the block at `pc` in the current context, or return NO_BLOCK."""
+def compile_block(h: Hart, pc: int, hot: bool = False) -> Block:
+    """Compile the block at `pc` in the current context, or return NO_BLOCK; unless `hot`, only
+    a Cold marker, which the run loop promotes when the block is reached again."""
     if pc & 3:
         return NO_BLOCK
+    if not hot:
+        b = h.blocks[pc] = Cold()
+        return b
     try:
         pa = h.translate(pc, FETCH)
     except Trap:
@@ -119,6 +139,9 @@ def compile_block(h: Hart, pc: int) -> Block:
         return NO_BLOCK
     h._fill(h.xtlb, pc, pa, FETCH)
     page = off >> 12
+    if h.code_writes.get(page, 0) >= VOLATILE:
+        h.blocks[pc] = NO_BLOCK  # self-modifying code: recompiling it would cost more
+        return NO_BLOCK
     instrs = _scan(h, pc, off)
     block = _build(h, instrs) if instrs else NO_BLOCK
     h.blocks[pc] = block

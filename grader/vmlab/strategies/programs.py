@@ -667,15 +667,15 @@ DATA_FLAGS = (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,) * 4 + (
 
 
 @st.composite
-def system_programs(draw: st.DrawFn, paging: bool | None = None,
-                    max_sections: int = 6) -> SystemProgram:
+def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: int = 6,
+                    ends: tuple[str, ...] = ("shutdown", "spin", "spin")) -> SystemProgram:
     """A whole program that starts in S-mode in the first page of S_CODE (often near its end,
     so that it runs across pages) with stvec = HANDLER: sections of straight-line code (with
     traps of all kinds, CSR accesses, SBI calls and stores into its own code), long sections
     without control flow, counted loops, and calls into U-mode functions through sret (which
     return with ecall); a timer that fires every few hundred instructions; and with `paging`,
     Sv32 with an identity map whose data pages have drawn permissions. Ends with an SBI
-    shutdown or a tight loop."""
+    shutdown or a tight loop, as `ends` says (a list to draw from)."""
     features: set[str] = set()
     if paging is None:
         paging = draw(st.sampled_from((False, True)))
@@ -702,7 +702,7 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None,
             groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
         else:
             groups.append(_u_call(draw(st.sampled_from(u_functions))))
-    end = draw(st.sampled_from(("shutdown", "spin", "spin")))
+    end = draw(st.sampled_from(ends))
     groups.append((encode("addi", 17, 0, imm=8), FIXED["ecall"]) if end == "shutdown"
                   else (encode("jal", 0, imm=0),))
     s_words = layout(groups)

@@ -1,0 +1,203 @@
+"""Part 2, the composition of page tables: translation equivalence, checked address by address.
+
+The specification is the bare machine's own Sv32 walk of the guest's table (guest-virtual to
+guest-physical, or the fault the guest's hardware raises), followed by the VMM's map
+(guest-physical to host frame, from the given `GuestMemory`). A shadow entry must equal that
+composition and grant exactly the accesses the guest's hardware grants; the hardware's two-stage
+walk through the student's G-stage must reach the same host address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from ..strategies.pagetables import page_tables, ram_megapages, ram_pages, requests
+from . import Counterexample, Property, register
+
+GUEST_RAM = 16 << 20
+RAM_BASE = 0x8000_0000
+ROOT = 0x80C0_0000
+TABLES = [0x80C0_1000 + 0x1000 * i for i in range(8)]
+ACCESS = ("fetch", "load", "store")
+ACCESS_FAULTS = (1, 5, 7)
+
+
+def guest_walk(writes: list, satp: int) -> Any:
+    """The guest's own hardware: a bare machine holding the guest's tables."""
+    from machine import Machine
+    m = Machine(ram_size=GUEST_RAM)
+    for gpa, word in writes:
+        if RAM_BASE <= gpa < RAM_BASE + GUEST_RAM:
+            m.write_phys(gpa, word.to_bytes(4, "little"))
+
+    def walk(va: int, access: int, mode: int, sum_: bool, mxr: bool) -> tuple[str, int]:
+        from machine.mmu import Permissions
+        from machine.traps import Trap
+        try:
+            return "gpa", m.hart.mmu.walk(va, access, satp, Permissions(mode, sum_, mxr))
+        except Trap as trap:
+            return "fault", trap.cause
+    return walk
+
+
+def in_ram(gpa: int) -> bool:
+    return RAM_BASE <= gpa < RAM_BASE + GUEST_RAM
+
+
+@st.composite
+def translation_examples(draw: st.DrawFn) -> dict:
+    tables = draw(page_tables(ROOT, TABLES, targets=ram_pages(size=GUEST_RAM),
+                              mega_targets=ram_megapages(size=GUEST_RAM)))
+    queries = []
+    for _ in range(draw(st.integers(1, 10))):
+        queries.append(list(draw(requests(tables))))
+    return {"writes": [list(w) for w in tables.writes], "satp": tables.satp(asid=1),
+            "queries": queries, "memory": GUEST_RAM}
+
+
+def _with_spec(a: dict, paging: str) -> tuple[dict, list]:
+    walk = guest_walk(a["writes"], a["satp"])
+    spec, queries = [], []
+    for va, access, mode, sum_, mxr in a["queries"]:
+        s = walk(va, access, mode, sum_, mxr)
+        spec.append(s)
+        queries.append([va, access, mode, sum_, mxr, s[1] if s[0] == "gpa" else None])
+    return {**a, "queries": queries, "paging": paging}, spec
+
+
+def _where(q: list) -> str:
+    va, access, mode, sum_, mxr = q[:5]
+    return (f"guest-virtual `{va:#010x}`, {ACCESS[access]}, virtual {'S' if mode else 'U'}-mode, "
+            f"SUM={int(sum_)}, MXR={int(mxr)}")
+
+
+def check_shadow(a: dict, worker: Any) -> None:
+    request, spec = _with_spec(a, "shadow")
+    walk = guest_walk(a["writes"], a["satp"])
+    results = worker.call("translate", request)["results"]
+    for q, s, r in zip(request["queries"], spec, results, strict=True):
+        example = describe_translation(a, q)
+        fill = r.get("fill")
+        want = ["fault", s[1]] if s[0] == "fault" else ["gpa", s[1]]
+        if fill != want:
+            raise Counterexample(f"at {_where(q)}: `fill` gave {_show(fill)}; the guest's walk "
+                                 f"gives {_show(want)}", example)
+        if s[0] == "fault" or not in_ram(s[1]):
+            continue
+        va, access, mode, sum_, mxr = q[:5]
+        for other in (0, 1, 2):
+            o = walk(va, other, mode, sum_, mxr)
+            expect = r["map"] - s[1] + o[1] if o[0] == "gpa" and o[1] >> 12 == s[1] >> 12 \
+                else None
+            if r["hardware"][other] != expect:
+                grant = "grants" if r["hardware"][other] is not None else "refuses"
+                raise Counterexample(
+                    f"after the fill at {_where(q)}, the shadow entry {grant} a "
+                    f"{ACCESS[other]} that the guest's own hardware "
+                    f"{'refuses' if expect is None else 'allows'} (or maps it elsewhere): "
+                    f"the hardware gives {_show(r['hardware'][other])}, the composition "
+                    f"{_show(expect)}", example)
+
+
+def check_nested(a: dict, worker: Any) -> None:
+    request, spec = _with_spec(a, "nested")
+    results = worker.call("translate", request)["results"]
+    for q, s, r in zip(request["queries"], spec, results, strict=True):
+        walked = r.get("walk")
+        if s[0] == "fault":
+            ok = walked == ["fault", s[1]] or (
+                s[1] in ACCESS_FAULTS and walked and walked[0] == "unmapped"
+                and not in_ram(walked[1]))
+            want = ["fault", s[1]]
+        elif in_ram(s[1]):
+            want = ["host", r["map"]]
+            ok = walked == want
+        else:
+            want = ["unmapped", s[1]]
+            ok = walked == want
+        if not ok:
+            raise Counterexample(f"at {_where(q)}: the two-stage walk through your G-stage "
+                                 f"gave {_show(walked)}; the composition gives {_show(want)}",
+                                 describe_translation(a, q))
+
+
+def _show(r: object) -> str:
+    if isinstance(r, list) and len(r) == 2:
+        kind, value = r
+        if kind == "fault":
+            return f"a fault (cause {value})"
+        if kind == "unmapped":
+            return f"no mapping (GStage.map refused guest-physical `{value:#x}`)"
+        if kind == "unsettled":
+            return "guest-page faults that never stopped"
+        return f"{kind} `{value:#010x}`"
+    if isinstance(r, int):
+        return f"host `{r:#010x}`"
+    return "a fault" if r is None else repr(r)
+
+
+def describe_translation(a: dict, q: list | None = None) -> str:
+    lines = [f"satp = `{a['satp']:#010x}` (root table at guest-physical `{ROOT:#x}`); the "
+             "guest's page-table entries:", "", "| guest-physical address | PTE |",
+             "| --- | --- |"]
+    lines += [f"| `{gpa:#010x}` | `{word:#010x}` |" for gpa, word in a["writes"] if word]
+    if q is not None:
+        lines += ["", f"The failing query: {_where(q)}."]
+    return "\n".join(lines)
+
+
+register(Property(
+    "translation-shadow", "Shadow tables: the composition of the guest's table and the VMM's map",
+    "Page-table composition: the hardware walks one table, so the VMM composes the guest's "
+    "table (guest-virtual to guest-physical) with its own map (guest-physical to host) into a "
+    "shadow table. Every entry must equal the composition and grant no more than the guest's "
+    "hardware would; a fault of the guest's walk is the guest's.",
+    translation_examples, check_shadow, describe_translation))
+
+register(Property(
+    "translation-nested", "Nested paging: the hardware composes the guest's table with yours",
+    "Nested paging: modern hardware knows both tables and walks them itself; the VMM keeps only "
+    "its map, the G-stage, and must back each guest-physical page of RAM (and nothing else) "
+    "with the right host frame.",
+    translation_examples, check_nested, describe_translation))
+
+
+# ----- shadow-flush ----------------------------------------------------------------------------
+
+@st.composite
+def flush_examples(draw: st.DrawFn) -> dict:
+    a = draw(translation_examples())
+    walk = guest_walk(a["writes"], a["satp"])
+    fills = []
+    for va, access, mode, sum_, mxr in a["queries"]:
+        s = walk(va, access, mode, sum_, mxr)
+        if s[0] == "gpa" and in_ram(s[1]):
+            fills.append([va, access, mode, s[1]])
+    return {**a, "fills": fills}
+
+
+def check_flush(a: dict, worker: Any) -> None:
+    still = worker.call("flush", a)["still_mapped"]
+    if still:
+        va, access, mode, hpa = still[0]
+        raise Counterexample(
+            f"after `flush`, the hardware still translates guest-virtual `{va:#010x}` "
+            f"({ACCESS[access]}, the {'S' if mode else 'U'} view) to host `{hpa:#010x}`: a "
+            "stale translation (an entry left in a table, or one the TLB still caches)",
+            describe_flush(a))
+
+
+def describe_flush(a: dict) -> str:
+    shown = ", ".join(f"`{va:#010x}` ({'S' if mode else 'U'} view)" for va, _, mode, _ in
+                      a["fills"]) or "none"
+    return f"Shadow entries written for: {shown}; then `flush()`."
+
+
+register(Property(
+    "shadow-flush", "Shadow flush: a flush forgets every shadow translation, TLB included",
+    "Page-table composition: the shadow table is the guest's TLB; when the guest changes satp "
+    "or fences, every composed entry may be stale and must go, from both views and from the "
+    "hardware's TLB.",
+    flush_examples, check_flush, describe_flush))

@@ -1,0 +1,177 @@
+"""The grader's side of the boundary: a worker process that runs the submission.
+
+The grader never imports a student's code. It starts `python -m vmlab.worker` in the assembled
+submission folder and exchanges one JSON line per probe. Every answer is checked against the
+shape the probe promises before anything looks at it. A worker that dies, hangs past the
+per-example limit, floods its channel or answers nonsense is killed and restarted, and the
+probe reports a `WorkerFailure`, which costs the student that example and nothing else.
+
+Hardening the worker further (another user, bubblewrap) changes `_command` and `_limits` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
+MEMORY_LIMIT = 2 << 30  # address space of the worker, bytes
+
+ERROR_SHAPE = {"type": "object", "required": ["type", "message", "traceback"],
+               "properties": {"type": {"type": "string"}, "message": {"type": "string"},
+                              "traceback": {"type": "string"}}}
+ANSWER_SHAPE = {"type": "object", "required": ["ok"],
+                "properties": {"ok": {"type": "boolean"}, "result": {"type": "object"},
+                               "error": ERROR_SHAPE}}
+
+
+class WorkerFailure(Exception):
+    """The worker crashed, hung or lied: the example fails, the run goes on."""
+
+    def __init__(self, kind: str, detail: str, traceback: str = "") -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail, self.traceback = kind, detail, traceback
+
+
+class StudentError(Exception):
+    """The student's code raised: `kind` is the exception's type, `traceback` trimmed to
+    their files."""
+
+    def __init__(self, kind: str, message: str, traceback: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.message, self.traceback = kind, message, traceback
+
+
+def _limits() -> None:
+    """Runs in the child before exec: its own process group (so a kill takes its children
+    too) and a ceiling on memory."""
+    os.setsid()
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    except (ValueError, OSError):
+        pass
+
+
+class Worker:
+    def __init__(self, lab: Path, timeout: float = 20.0) -> None:
+        self.lab = Path(lab)
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self.stderr_path = Path(tempfile.gettempdir()) / f"vmlab-worker-{os.getpid()}.stderr"
+        self.restarts = 0
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-I", "-c",
+                "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, '.');"
+                " from vmlab.worker import main; main()",
+                str(Path(__file__).resolve().parents[1])]
+
+    def start(self) -> None:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
+               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+        self.stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - lives as long as the worker
+        self.proc = subprocess.Popen(self._command(), cwd=self.lab, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, preexec_fn=_limits)
+        ready = self._read(self.timeout + 10)
+        if ready.get("result", {}).get("ready") is not True:
+            raise WorkerFailure("start", "the worker did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout):
+                if f is not None:
+                    f.close()
+            self.stderr.close()
+            self.proc = None
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, probe: str, args: dict, timeout: float | None = None) -> dict:
+        """Run one probe; its result, or StudentError, or WorkerFailure (worker restarted)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.stop()
+            self.start()
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps({"probe": probe, "args": args}) + "\n").encode())
+            self.proc.stdin.flush()
+            answer = self._read(timeout or self.timeout)
+        except WorkerFailure:
+            self.restarts += 1
+            self.stop()
+            raise
+        except (BrokenPipeError, OSError) as e:
+            self.restarts += 1
+            self.stop()
+            raise WorkerFailure("crash", f"the worker died ({e})") from None
+        if not answer["ok"]:
+            err = answer.get("error") or {"type": "?", "message": "", "traceback": ""}
+            raise StudentError(err["type"], err["message"], err["traceback"])
+        return answer.get("result") or {}
+
+    def _read(self, timeout: float) -> dict:
+        """One answer line, read from the raw pipe so that a partial line cannot block us
+        past the deadline."""
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise WorkerFailure("timeout", f"no answer within {timeout:g} s: an endless "
+                                               "loop in the VMM's Python code?")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                code = self.proc.wait()
+                raise WorkerFailure("crash", f"the worker exited with status {code} "
+                                             "(out of memory, or the VMM called exit?)")
+            line += chunk
+            if len(line) > MAX_ANSWER:
+                raise WorkerFailure("flood", "the worker's answer was too long")
+        try:
+            answer = json.loads(bytes(line))
+            _validator(ANSWER_SHAPE).validate(answer)
+        except (ValueError, jsonschema.ValidationError):
+            raise WorkerFailure("garbled", "the worker's answer was not valid") from None
+        return answer
+
+
+_VALIDATORS: dict[int, Any] = {}
+
+
+def _validator(shape: dict) -> Any:
+    """A compiled validator per shape: building one costs more than most probes."""
+    v = _VALIDATORS.get(id(shape))
+    if v is None:
+        v = _VALIDATORS[id(shape)] = jsonschema.Draft202012Validator(shape)
+    return v
+
+
+def check_shape(result: dict, shape: dict, probe: str) -> Any:
+    """Validate a probe's result against the shape the grader relies on."""
+    try:
+        _validator(shape).validate(result)
+    except jsonschema.ValidationError as e:
+        path = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        raise WorkerFailure("garbled", f"probe {probe}: {path}: {e.message}") from None
+    return result

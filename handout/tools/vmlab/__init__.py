@@ -1,0 +1,1 @@
+"""vmlab: the lab's command-line tool and property-based grader."""

@@ -1,0 +1,5 @@
+"""`python -m vmlab` is the `vmlab` command."""
+
+from .cli import main
+
+main()

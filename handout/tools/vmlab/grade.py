@@ -1,0 +1,131 @@
+"""`vmlab grade SUBMISSION`: grade a submission (a folder or a zip), print the score table and
+write Gradescope's results.json.
+
+The submission's editable files are laid over a pristine handout (submission.py); a worker
+process runs them (sandbox.py, worker.py); the grader, here, runs the bare machine and decides
+every verdict (suite.py, properties/). Whatever goes wrong, a valid results.json is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from . import labroot
+from .errors import UsageError, fail
+from .rubric import Rubric, Test
+from .rubric import load as load_rubric
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def default_handout() -> Path:
+    """The pristine handout: the repository's (course staff), or Gradescope's copy."""
+    for candidate in (REPO / "handout", Path("/autograder/source/handout")):
+        if (candidate / "machine").is_dir():
+            return candidate
+    return REPO / "handout"
+
+
+def select(rubric: Rubric, parts: list[str], tests: list[str], visible_only: bool) -> list[Test]:
+    for p in parts:
+        if p not in rubric.parts:
+            raise UsageError(f"--part {p!r}: no such part; the parts are "
+                             f"{', '.join(rubric.parts)}.")
+    ids = {t.id for t in rubric.tests}
+    for t in tests:
+        if t not in ids:
+            raise UsageError(f"--test {t!r}: no such test; the tests are {', '.join(sorted(ids))}.")
+    return [t for t in rubric.tests
+            if (not parts or t.part in parts) and (not tests or t.id in tests)
+            and (t.visible or not visible_only)]
+
+
+def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_output: str = "",
+              log: Callable[[str], None] = lambda s: None) -> dict:
+    """Grade the assembled lab folder `lab`; write and return results.json."""
+    from .gradescope import run_tests, write_error_results
+    from .sandbox import Worker
+    from .suite import build
+    labroot.use(lab)
+    start = time.monotonic()
+    try:
+        with Worker(lab, timeout=rubric.example_time_limit) as worker:
+            suite = build(rubric, worker, tests, start + rubric.time_limit, log)
+            results = run_tests(suite, out, extra_output=extra_output, stdout_visibility="visible")
+    except Exception as e:  # noqa: BLE001 - results.json is written whatever happened
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        message = (f"The grader itself failed ({detail}). This is not your fault: tell the "
+                   "course staff. Your files were not changed.")
+        return write_error_results(out, message, [
+            {"name": t.id, "max_score": t.weight, "number": t.number,
+             "visibility": t.visibility} for t in tests])
+    return results
+
+
+def print_table(results: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("test")
+    table.add_column("score", justify="right")
+    total = maximum = 0.0
+    for t in sorted(results.get("tests", []), key=lambda t: [int(n) for n in
+                                                       str(t.get("number") or "0").split(".")
+                                                       if n.isdigit()]):
+        score, top = t.get("score", 0), t.get("max_score", 0)
+        total, maximum = total + score, maximum + top
+        style = "green" if score >= top else "red"
+        table.add_row(t.get("number", ""), t.get("name", ""),
+                      f"[{style}]{score:g} / {top:g}[/{style}]")
+    table.add_section()
+    table.add_row("", "total", f"{total:g} / {maximum:g}")
+    Console(stderr=False).print(table)
+
+
+def grade(
+    submission: Path = typer.Argument(..., help="the student's handout folder, or a zip"),
+    out: Path = typer.Option(Path("results.json"), "--out", help="where to write results.json"),
+    part: list[str] = typer.Option([], "--part", help="only the tests of this part (repeatable)"),
+    test: list[str] = typer.Option([], "--test", help="only this test (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print results.json instead of a table"),
+    handout: Path = typer.Option(None, "--handout", help="the pristine handout (default: the "
+                                 "repository's handout/)"),
+    rubric_path: Path = typer.Option(None, "--rubric", help="the rubric (default: the built-in "
+                                     "rubric.toml)"),
+    keep: bool = typer.Option(False, "--keep", help="keep the assembled folder, for debugging"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="progress on stderr"),
+) -> None:
+    """Grade a submission: a score table on stdout, and Gradescope's results.json."""
+    from .submission import assemble
+    try:
+        rubric = load_rubric(rubric_path)
+        tests = select(rubric, part, test, visible_only=False)
+        lab, taken, missing = assemble(submission, handout or default_handout(), rubric.editable)
+    except UsageError as e:
+        from .gradescope import write_error_results
+        write_error_results(out, f"Grading could not start: {e}")
+        raise fail(str(e)) from None
+    from .feedback import missing_files
+    extra = missing_files(missing) if missing else ""
+    # the runner captures sys.stderr into the tests' output: progress goes to the real one
+    log = (lambda s: print(s, file=sys.__stderr__)) if verbose else (lambda s: None)
+    try:
+        results = grade_lab(lab, rubric, tests, out, extra, log)
+    finally:
+        if not keep:
+            shutil.rmtree(lab, ignore_errors=True)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_table(results, f"{rubric.title}: {submission}")
+        if missing:
+            print(extra, file=sys.stderr)

@@ -1,0 +1,297 @@
+"""Whole guests: equivalence (Popek and Goldberg), efficiency, and resource control.
+
+A generated program runs from a generated state on the bare machine (here, in the grader) and as
+a guest of the student's VMM (in the worker). These properties need every part of Part 1 and the
+paging part they use; each part also has its own property, so a student who has finished some
+parts earns those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from hypothesis import strategies as st
+
+from ..strategies.programs import (
+    DATA_BASE_REG,
+    DATA_S,
+    FREE_REGS,
+    LOOP_REG,
+    S_CODE,
+    MemoryWindow,
+    SystemProgram,
+    encode,
+    layout,
+    loop_words,
+    straight_line_groups,
+    system_programs,
+)
+from ..strategies.states import CSR, MachineState, register_files
+from . import Counterexample, Property, fmt, register
+
+GUEST_RAM = 8 << 20
+STEPS = 3000  # the guest's own budget: instructions retired
+HOST_STEPS = 60 * STEPS  # the host's: traps cost the VMM steps too
+CSR_FIELDS = ["sstatus", "sie", "stvec", "scounteren", "sscratch", "sepc", "scause", "stval",
+              "satp", "stimecmp"]
+MIN_NATIVE_SHARE = 0.95
+MAX_ENTRIES = 64  # VMM entries a compute-bound run may need: fills, its SBI calls, time slices
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def as_request(p: SystemProgram, paging: str) -> dict:
+    s = p.state
+    return {"segments": [[addr, data.hex()] for addr, data in p.segments],
+            "state": {"regs": list(s.regs), "pc": s.pc, "mode": s.mode,
+                      "csrs": [list(c) for c in s.csrs]},
+            "paging": paging, "memory": GUEST_RAM, "steps": STEPS, "host_steps": HOST_STEPS}
+
+
+def run_bare(p: SystemProgram, steps: int = STEPS) -> dict:
+    from machine import Machine
+    m = Machine(ram_size=GUEST_RAM)
+    for addr, data in p.segments:
+        m.write_phys(addr, data)
+    p.state.apply(m)
+    stop = m.run(steps)
+    h = m.hart
+    out = {name: int(getattr(h, name)) for name in CSR_FIELDS}
+    out.update(stop=stop.reason, pc=h.pc, mode=h.mode, instret=h.instret, time=h.time(),
+               regs=list(h.x), console=m.console,
+               pages={str(page): data for page, data in m.snapshot().pages})
+    return out
+
+
+def compare(bare: dict, got: dict, example: str) -> None:
+    """The first observable difference between the bare run and the guest, if any."""
+    host = got["host_stop"]["reason"]
+    if host == "handler-error":
+        raise Counterexample("your VMM raised an exception (the machine stopped with "
+                             "handler-error)", example, trim(got["host_stop"]["detail"]))
+    stop = (got["stop"] or {}).get("reason", "budget")
+    if bare["stop"] == "budget":
+        # the guest ran at least as far (its budget is the bare run's instret); stopping
+        # beyond that horizon is not a difference we can see
+        if stop != "budget" and got["vcpu"]["instret"] <= bare["instret"]:
+            raise Counterexample(f"how it stopped: the bare machine was still running after "
+                                 f"{bare['instret']} instructions; under your VMM the guest "
+                                 f"stopped after {got['vcpu']['instret']} with {fmt(stop)} "
+                                 f"({(got['stop'] or {}).get('detail', '')})", example)
+        return
+    v = got["vcpu"]
+    console = bytes.fromhex(got["console"])
+    checks = [("how it stopped", bare["stop"], stop), ("console output", bare["console"], console),
+              ("pc", bare["pc"], v["pc"]), ("privilege mode", bare["mode"], v["mode"]),
+              ("instructions retired (instret)", bare["instret"], v["instret"]),
+              ("time", bare["time"], v["instret"] + v["idle"])]
+    checks += [(f"x{i}", b, g) for i, (b, g) in enumerate(zip(bare["regs"], v["regs"],
+                                                               strict=True))]
+    checks += [(name, bare[name], v[name]) for name in CSR_FIELDS]
+    for name, b, g in checks:
+        if b != g:
+            raise Counterexample(f"`{name}`: the bare machine ends with {fmt(b)}, the guest "
+                                 f"under your VMM with {fmt(g)}", example,
+                                 (got["stop"] or {}).get("detail", ""))
+    for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):
+        b = bare["pages"].get(page)
+        if (digest(b) if b else None) != got["pages"].get(page):
+            g = bytes.fromhex(got["full_pages"].get(page, "")) or bytes(4096)
+            b = b or bytes(4096)
+            off = next(i for i in range(4096) if b[i] != g[i]) if b != g else 0
+            addr = 0x8000_0000 + int(page) * 4096 + off
+            raise Counterexample(f"guest-physical memory at `{addr:#010x}`: the bare machine "
+                                 f"has `{b[off:off + 4].hex()}`, the guest under your VMM "
+                                 f"`{g[off:off + 4].hex()}`", example)
+
+
+def trim(detail: str) -> str:
+    """A traceback cut down to the student's files and the exception itself."""
+    lines = detail.splitlines()
+    keep, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith("File ") and "/vmm/" in line:
+            keep.append('  File "vmm/' + line.split(os.sep + "vmm" + os.sep, 1)[-1])
+            if i + 1 < len(lines) and not lines[i + 1].lstrip().startswith("File "):
+                keep.append(lines[i + 1])
+                i += 1
+        i += 1
+    tail = lines[-1:] if lines else []
+    return "\n".join(["Traceback (your code, most recent call last):", *keep, *tail])
+
+
+def describe_program(p: SystemProgram) -> str:
+    from machine.disasm import disassemble
+    s = p.state
+    entry = s.pc
+    code = dict(p.segments)
+    lines = ["```"]
+    base = next((a for a in code if a <= entry < a + len(code[a])), None)
+    if base is not None:
+        data = code[base]
+        start = entry - base
+        for off in range(start, min(len(data), start + 4 * 160), 4):
+            word = int.from_bytes(data[off:off + 4], "little")
+            lines.append(f"{base + off:08x}:  {word:08x}  {disassemble(word, base + off)}")
+    lines.append("```")
+    names = {v: k for k, v in CSR.items()}
+    state = ", ".join(f"{names.get(n, hex(n))}=`{v:#x}`" for n, v in s.csrs)
+    regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(s.regs) if v)
+    others = ", ".join(f"`{a:#010x}` ({len(d)} bytes)" for a, d in p.segments)
+    return (f"The guest program, from its entry `{entry:#010x}` in virtual S-mode "
+            f"(the listing stops at 160 instructions):\n\n" + "\n".join(lines)
+            + f"\n\nInitial CSRs: {state}\n\nInitial registers: {regs}\n\n"
+            f"Memory loaded at: {others}")
+
+
+def programs() -> st.SearchStrategy[SystemProgram]:
+    return system_programs(max_sections=4, ends=("shutdown", "shutdown", "shutdown", "spin"))
+
+
+def _equivalence(paging: str) -> Any:
+    def check(p: SystemProgram, worker: Any) -> None:
+        bare = run_bare(p)
+        request = as_request(p, paging)
+        # the guest's budget, in its own retired instructions: as far as the bare run got
+        request["steps"] = bare["instret"] + (1 if bare["stop"] == "budget" else 1000)
+        request["expect_pages"] = {k: digest(v) for k, v in bare["pages"].items()}
+        got = worker.call("guest", request)
+        compare(bare, got, describe_program(p))
+    return check
+
+
+for _paging in ("shadow", "nested"):
+    register(Property(
+        f"equivalence-{_paging}",
+        f"Equivalence ({_paging} paging): a guest behaves exactly as on bare hardware",
+        "Popek and Goldberg's equivalence: a program run under the VMM ends in the same state "
+        "(how it stopped, console, pc, mode, counters, registers, CSRs, memory) as on the bare "
+        "machine. The program is a whole guest: a trap handler, user code entered with sret, "
+        "timer interrupts, CSR traffic, SBI calls, faults and, sometimes, Sv32 paging.",
+        programs, _equivalence(_paging), describe_program))
+
+
+# ----- efficiency ------------------------------------------------------------------------------
+
+@st.composite
+def compute_programs(draw: st.DrawFn) -> SystemProgram:
+    """A compute-bound guest: a counted loop of arithmetic, loads and stores, then shutdown."""
+    window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
+    body = layout(draw(straight_line_groups(10, 30, FREE_REGS, range(32), window,
+                                            control=False, cheap=True)))
+    words = loop_words(LOOP_REG, draw(st.integers(30, 60)), body)
+    words += [encode("addi", 17, 0, imm=8), 0x0000_0073]
+    code = b"".join(w.to_bytes(4, "little") for w in words)
+    regs = draw(register_files(fixed={DATA_BASE_REG: DATA_S, LOOP_REG: 0}))
+    state = MachineState(regs=regs, pc=S_CODE, mode=1, csrs=())
+    return SystemProgram(((S_CODE, code),), state, False, frozenset({"compute"}))
+
+
+@st.composite
+def efficiency_examples(draw: st.DrawFn) -> dict:
+    return {"program": draw(compute_programs()),
+            "paging": draw(st.sampled_from(("shadow", "nested")))}
+
+
+def check_efficiency(a: dict, worker: Any) -> None:
+    p, paging = a["program"], a["paging"]
+    bare = run_bare(p, steps=50_000)
+    request = as_request(p, paging)
+    request.update(steps=50_000, host_steps=3_000_000)
+    got = worker.call("guest", request)
+    example = describe_program(p)
+    stop = (got["stop"] or {}).get("reason")
+    if got["host_stop"]["reason"] == "handler-error":
+        raise Counterexample("your VMM raised an exception", example,
+                             trim(got["host_stop"]["detail"]))
+    if stop != bare["stop"]:
+        raise Counterexample(f"the guest stopped with {fmt(stop)}, on the bare machine with "
+                             f"{fmt(bare['stop'])}", example)
+    c = got["counts"]
+    retired = got["vcpu"]["instret"]
+    share = c["native"] / max(1, retired)
+    if share < MIN_NATIVE_SHARE or c["traps"] > MAX_ENTRIES:
+        raise Counterexample(
+            f"of {retired} instructions the guest retired, {c['native']} ran directly on the "
+            f"hardware ({share:.1%}; at least {MIN_NATIVE_SHARE:.0%} must), and the VMM was "
+            f"entered {c['traps']} times ({paging} paging; at most {MAX_ENTRIES} for this "
+            f"compute-bound guest). A VMM that interprets the guest, or that flushes and "
+            f"refills its tables when it need not, is not a VMM the lecture would run.", example)
+
+
+register(Property(
+    "efficiency", "Efficiency: compute-bound guests run directly on the hardware",
+    "Popek and Goldberg's efficiency: most instructions run natively, and the VMM is entered "
+    "only for what it must handle (privileged instructions, hidden faults, SBI calls).",
+    efficiency_examples, check_efficiency,
+    lambda a: f"Under {a['paging']} paging:\n\n" + describe_program(a["program"])))
+
+
+# ----- isolation -------------------------------------------------------------------------------
+
+@st.composite
+def attacks(draw: st.DrawFn) -> dict:
+    p = draw(system_programs(max_sections=4))
+    return {"program": p, "paging": draw(st.sampled_from(("shadow", "nested"))),
+            # hashed, so that shrinking cannot make it all zeros (which any memory holds)
+            "secret": hashlib.sha256(draw(st.binary(max_size=8))).digest()[:16].hex(),
+            "secret_at": draw(st.sampled_from((0x8040_0000 + 0x100, 0x8000_0000, 0x807F_FFF0)))}
+
+
+def check_isolation(a: dict, worker: Any) -> None:
+    p = a["program"]
+    request = as_request(p, a["paging"])
+    request.update(bystander_paging="nested" if a["paging"] == "shadow" else "shadow",
+                   secret=a["secret"], secret_at=a["secret_at"], host_steps=12_000)
+    bare = run_bare(p, steps=4_000)
+    request["expect_pages"] = {k: digest(v) for k, v in bare["pages"].items()}
+    got = worker.call("isolation", request)
+    example = describe_program(p)
+    if got["host_stop"]["reason"] == "handler-error":
+        raise Counterexample("your VMM crashed: an exception escaped it while the attacker ran",
+                             example, trim(got["host_stop"]["detail"]))
+    if got["foreign_writes"]:
+        frame, owner = got["foreign_writes"][0]
+        raise Counterexample(f"the host page at `{frame:#010x}` (owner: {owner}) was written "
+                             "while the attacker ran: a guest reached memory outside its own "
+                             "frames", example)
+    if got["bystander_changed"]:
+        page = 0x8000_0000 + got["bystander_changed"][0] * 4096
+        raise Counterexample(f"the bystander's guest-physical page `{page:#010x}` changed",
+                             example)
+    if got["bystander_stop"] is not None:
+        raise Counterexample(f"the bystander stopped ({got['bystander_stop']['reason']}): the "
+                             "attacker disturbed another guest", example)
+    if got["secret_leaked"]:
+        raise Counterexample("the bystander's secret appeared in the attacker's memory or "
+                             "console", example)
+    stop = (got["attacker_stop"] or {}).get("reason")
+    if stop in ("handler-error", "vmm-error"):
+        raise Counterexample(f"the attacker stopped with {stop}: the VMM failed on it", example,
+                             (got["attacker_stop"] or {}).get("detail", ""))
+    if bare["stop"] != "budget" and stop is not None:
+        for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):
+            b = bare["pages"].get(page)
+            if (digest(b) if b else None) != got["pages"].get(page):
+                raise Counterexample(
+                    f"the attacker's guest-physical page `{0x8000_0000 + int(page) * 4096:#x}` "
+                    "differs from the bare run: its writes went somewhere its hardware would "
+                    "not have put them", example)
+
+
+def describe_attack(a: dict) -> str:
+    return (f"The attacker runs under {a['paging']} paging beside a bystander holding a secret "
+            f"at `{a['secret_at']:#x}`.\n\n" + describe_program(a["program"]))
+
+
+register(Property(
+    "isolation", "Isolation: a hostile guest cannot reach anything but its own memory",
+    "Resource control: whatever a guest runs (random code, page tables that point anywhere, "
+    "SBI calls with wild pointers), it reads and writes only its own frames; another guest, "
+    "the VMM and the host stay as they were, and the VMM keeps running.",
+    attacks, check_isolation, describe_attack))

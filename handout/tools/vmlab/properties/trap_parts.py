@@ -1,0 +1,485 @@
+"""Part 1, trap and emulate, one property per student part.
+
+Each handler is given one trap or one instruction from a generated virtual-CPU state, and must
+leave the virtual CPU exactly as the bare machine leaves its real hart after the same trap or
+instruction (Popek and Goldberg's equivalence, one instruction at a time). The handlers are
+called directly, with the other parts out of the way, so that each part is graded on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from ..strategies.programs import CSR_OPS, FIXED, encode
+from ..strategies.states import CSR, csr_settings, register_values
+from . import Counterexample, Property, first_difference, fmt, register
+
+M32 = 0xFFFF_FFFF
+S, U = 1, 0
+PC = 0x8040_0000
+STVEC = 0x8040_3000
+FIELDS = ["mode", "pc", "sstatus", "sie", "stvec", "scounteren", "sscratch", "sepc", "scause",
+          "stval", "satp", "stimecmp", "instret", "idle"]
+
+CAUSE_NAMES = {0: "instruction address misaligned", 1: "instruction access fault",
+               2: "illegal instruction", 3: "breakpoint", 4: "load address misaligned",
+               5: "load access fault", 6: "store address misaligned", 7: "store access fault",
+               8: "environment call from U-mode", 12: "instruction page fault",
+               13: "load page fault", 15: "store page fault",
+               20: "instruction guest-page fault", 21: "load guest-page fault",
+               23: "store guest-page fault", (1 << 31) | 5: "supervisor timer interrupt"}
+# the supervisor CSRs a guest kernel may touch, the counters, and some it may not (M-mode,
+# a nonexistent one); the hypervisor CSRs are left out: the VMM does not virtualize them
+EMULATED_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x14D, 0x15D,
+                 0x180, 0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82, 0x300, 0x305, 0x5C0, 0x7C0)
+USED_REGS = (1, 5, 10, 11, 12, 31)
+TRANSLATION_CSRS = (0x100, 0x180)  # sstatus (SUM, MXR) and satp: the shadows depend on them
+SSTATUS_OPERANDS = (1 << 18, 1 << 19, 3 << 18, (3 << 18) | 0x122, 0xFFFF_FFFF)
+COUNTER_CSRS = (0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82)
+
+
+# ----- the bare machine, one instruction or trap ------------------------------------------------
+
+def bare_machine(state: dict) -> Any:
+    from machine import Machine
+    m = Machine(ram_size=8 << 20)
+    h = m.hart
+    for num, value in state["csrs"]:
+        m.set_csr(num, value)
+    for i, value in enumerate(state["regs"]):
+        m.set_reg(i, value)
+    m.set_mode(state["mode"])
+    m.pc = state["pc"]
+    for name, value in state.get("fields", {}).items():
+        setattr(h, name, value)
+    h.update_irq()
+    return m
+
+
+def without_interrupts(m: Any) -> Any:
+    """The handlers are given an instruction or a trap, never a pending interrupt (that is the
+    monitor's business, before it calls them): the bare machine must not take one either."""
+    m.hart.irq_deadline = 1 << 64
+    return m
+
+
+def hart_state(m: Any) -> dict:
+    h = m.hart
+    out = {name: int(getattr(h, name)) for name in FIELDS}
+    out["pc"] = h.pc
+    out["regs"] = list(h.x)
+    return out
+
+
+def compare_cpu(expected: dict, actual: dict, example: str) -> None:
+    diff = first_difference(expected, actual, FIELDS)
+    if diff is None:
+        for i, (e, a) in enumerate(zip(expected["regs"], actual["regs"], strict=True)):
+            if e != a:
+                diff = f"`x{i}`: expected {fmt(e)}, your VMM gave {fmt(a)}"
+                break
+    if diff is not None:
+        raise Counterexample(diff, example)
+
+
+def step_bare(state: dict, bits: int) -> tuple[Any, tuple[int, int] | None, Any]:
+    """Run one instruction on the bare machine: (machine, the trap it took or None, Stop)."""
+    m = without_interrupts(bare_machine(state))
+    m.write_phys(state["pc"], bits.to_bytes(4, "little"))
+    taken: list = []
+    m.add_trap_observer(lambda e: taken.append((e.cause, e.tval)))
+    stop = m.step()
+    return m, (taken[0] if taken else None), stop
+
+
+# ----- strategies ---------------------------------------------------------------------------------
+
+@st.composite
+def vcpu_states(draw: st.DrawFn, modes: tuple[int, ...] = (S, U),
+                pc: st.SearchStrategy[int] | None = None) -> dict:
+    """A virtual CPU: registers, the supervisor CSRs, a mode, a pc, its clock."""
+    csrs = list(draw(csr_settings(stvec=STVEC, now=draw(st.integers(0, 5000)))))
+    instret = draw(st.sampled_from((0, 1, 1000, 0xFFFF_FFFF, 1 << 32)))
+    regs = [0] * 32
+    for i in USED_REGS:  # the operands the generated instructions and SBI calls read
+        regs[i] = draw(register_values())
+    return {"regs": regs, "mode": draw(st.sampled_from(modes)),
+            "pc": draw(pc) if pc is not None else PC, "csrs": [list(c) for c in csrs],
+            "fields": {"instret": instret, "idle": draw(st.sampled_from((0, 7, 5000)))}}
+
+
+def csr_instructions(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
+    return st.builds(lambda op, rd, rs1, num: encode(op, rd, rs1, imm=num),
+                     st.sampled_from(sorted(CSR_OPS)), st.integers(0, 31),
+                     st.sampled_from((0, 0, 1, 5, 31)), st.sampled_from(csrs))
+
+
+def describe_state(state: dict) -> str:
+    rows = [f"| mode | {'S' if state['mode'] else 'U'} (virtual) |",
+            f"| pc | `{state['pc']:#010x}` |"]
+    names = {v: k for k, v in CSR.items()}
+    for num, value in state["csrs"]:
+        rows.append(f"| {names.get(num, hex(num))} | `{value:#x}` |")
+    for name, value in state.get("fields", {}).items():
+        rows.append(f"| {name} | `{value:#x}` |")
+    regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(state["regs"]) if v)
+    return ("| field | value |\n| --- | --- |\n" + "\n".join(rows)
+            + f"\n\nregisters: {regs or 'all zero'}")
+
+
+def disassemble(bits: int) -> str:
+    try:
+        from machine.disasm import disassemble
+        return disassemble(bits, PC)
+    except Exception:  # noqa: BLE001 - a listing is a courtesy; the word itself is shown
+        return f".word {bits:#010x}"
+
+
+# ----- trap-dispatch -------------------------------------------------------------------------
+
+DISPATCH_CAUSES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 15, 20, 21, 23)
+PRIVILEGED = st.one_of(csr_instructions(EMULATED_CSRS),
+                       st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)))
+
+
+@st.composite
+def dispatch_examples(draw: st.DrawFn) -> dict:
+    paging = draw(st.sampled_from(("shadow", "nested")))
+    cause = draw(st.sampled_from(tuple(c for c in DISPATCH_CAUSES
+                                       if paging == "nested" or c < 20)))
+    tval = draw(PRIVILEGED) if cause == 2 else draw(st.integers(0, M32))
+    raises = draw(st.sampled_from((None, None, [2, 0x3020_0073], [13, 0x1234_5678])))
+    return {"paging": paging, "cause": cause, "tval": tval, "vmode": draw(st.sampled_from((S, U))),
+            "gpa": draw(st.integers(0, (1 << 34) - 1)) if cause >= 20 else 0, "raises": raises}
+
+
+def expected_route(a: dict) -> list:
+    cause, tval, vmode = a["cause"], a["tval"], a["vmode"]
+    access = {12: 0, 13: 1, 15: 2, 20: 0, 21: 1, 23: 2}
+    if cause == 8 and vmode == S:
+        first = ["hypercall", []]
+    elif cause == 2 and vmode == S:
+        first = ["emulate", [tval]]
+    elif cause == 2:
+        first = ["emulate_counter_read", [tval]]
+    elif cause in (12, 13, 15) and a["paging"] == "shadow":
+        first = ["hidden_fault", [tval, access[cause]]]
+    elif cause in (20, 21, 23):
+        first = ["guest_page_fault", [tval, a["gpa"], access[cause]]]
+    else:
+        return [["reflect", [cause, tval]]]
+    if a["raises"] is not None:
+        return [first, ["reflect", a["raises"]]]
+    return [first]
+
+
+def check_dispatch(a: dict, worker: Any) -> None:
+    calls = worker.call("dispatch", a)["calls"]
+    want = expected_route(a)
+    if calls != want:
+        def show(cs: list) -> str:
+            return " then ".join(f"`{n}({', '.join(hex(x) for x in args)})`" for n, args in cs) \
+                or "nothing"
+        raise Counterexample(f"the trap went to {show(calls)}; it should go to {show(want)}",
+                             describe_dispatch(a))
+
+
+def describe_dispatch(a: dict) -> str:
+    text = (f"A trap with cause {a['cause']} ({CAUSE_NAMES[a['cause']]}), stval "
+            f"`{a['tval']:#010x}`, taken while the guest ran in virtual "
+            f"{'S' if a['vmode'] else 'U'}-mode under {a['paging']} paging")
+    if a["cause"] == 2:
+        text += f"; the instruction is `{disassemble(a['tval'])}`"
+    if a["raises"]:
+        text += (f". The handler it goes to raises `GuestFault({a['raises'][0]}, "
+                 f"{a['raises'][1]:#x})`")
+    return text + "."
+
+
+register(Property(
+    "trap-dispatch", "Trap dispatch: every trap goes where the lecture's table says",
+    "Trap and emulate: the VMM sees every trap the guest causes and must decide whether to "
+    "emulate it (a privileged instruction of the guest kernel), serve it (an SBI call), handle "
+    "it for itself (a hidden page fault) or reflect it into the guest kernel.",
+    dispatch_examples, check_dispatch, describe_dispatch))
+
+
+# ----- reflect -----------------------------------------------------------------------------------
+
+@st.composite
+def reflect_examples(draw: st.DrawFn) -> dict:
+    state = draw(vcpu_states(pc=st.sampled_from((PC, PC + 0x10, STVEC, STVEC))))
+    # fetch faults twice as often: at stvec right after a trap they are fatal
+    cause = draw(st.sampled_from((0, 1, 12) + tuple(c for c in CAUSE_NAMES if c < 20 or c > 23)))
+    state["fields"]["trap_entry"] = draw(st.booleans())
+    return {"state": state, "cause": cause,
+            "tval": 0 if cause >> 31 else draw(st.integers(0, M32))}
+
+
+def check_reflect(a: dict, worker: Any) -> None:
+    from machine.hart import Halt
+    from machine.traps import Trap
+    m = bare_machine(a["state"])
+    h = m.hart
+    h.trap_entry = a["state"]["fields"]["trap_entry"]
+    fatal = None
+    try:
+        if a["cause"] >> 31:
+            h.take_trap(a["cause"], 0)
+        else:
+            h._trap(Trap(a["cause"], a["tval"]), h.pc)
+    except Halt as halt:
+        fatal = halt.reason
+    got = worker.call("reflect", a)
+    example = describe_reflect(a)
+    stop = (got.get("stop") or {}).get("reason")
+    if fatal or stop:
+        if stop != fatal:
+            raise Counterexample(f"how the guest stopped: expected {fmt(fatal)}, your VMM "
+                                 f"gave {fmt(stop)}", example)
+        return
+    compare_cpu(hart_state(m), got["vcpu"], example)
+
+
+def describe_reflect(a: dict) -> str:
+    return (f"`reflect(cause={a['cause']:#x} ({CAUSE_NAMES[a['cause']]}), "
+            f"tval={a['tval']:#010x})` from this virtual CPU (trap_entry="
+            f"{a['state']['fields']['trap_entry']}):\n\n{describe_state(a['state'])}")
+
+
+register(Property(
+    "reflect", "Reflect: a trap enters the guest kernel exactly as on its hardware",
+    "Trap and emulate: a trap that belongs to the guest is delivered as the guest's own "
+    "hardware would deliver it (sepc, scause, stval, SPP, SPIE, SIE, then S-mode at stvec), "
+    "so the guest kernel cannot tell it runs on a VMM.",
+    reflect_examples, check_reflect, describe_reflect))
+
+
+# ----- emulate, counter-read ----------------------------------------------------------------
+
+def csr_reads(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
+    """Pure reads (csrrs/csrrc with x0 or a zero immediate), which the hardware allows even of a
+    read-only CSR."""
+    return st.builds(lambda op, rd, num: encode(op, rd, 0, imm=num),
+                     st.sampled_from(("csrrs", "csrrc", "csrrsi", "csrrci")), st.integers(0, 31),
+                     st.sampled_from(csrs))
+
+
+def sstatus_writes() -> st.SearchStrategy[int]:
+    """csrrw/csrrs/csrrc of sstatus from a register (see SSTATUS_OPERANDS for its value)."""
+    return st.builds(lambda op, rd, rs1: encode(op, rd, rs1, imm=0x100),
+                     st.sampled_from(("csrrw", "csrrs", "csrrc")), st.integers(0, 31),
+                     st.sampled_from((1, 5, 31)))
+
+
+@st.composite
+def emulate_examples(draw: st.DrawFn) -> dict:
+    bits = draw(st.one_of(csr_instructions(EMULATED_CSRS), csr_instructions(EMULATED_CSRS),
+                          csr_instructions(TRANSLATION_CSRS), sstatus_writes(),
+                          csr_instructions(COUNTER_CSRS), csr_reads(EMULATED_CSRS),
+                          st.builds(lambda r1, r2: encode("sfence.vma", 0, r1, r2),
+                                    st.integers(0, 31), st.integers(0, 31)),
+                          st.sampled_from((FIXED["mret"], 0x7B20_0073,  # mret, dret
+                                           0x0000_0000, 0xFFFF_FFFF))))
+    state = draw(vcpu_states(modes=(S,)))
+    rs1, funct3 = (bits >> 15) & 31, (bits >> 12) & 7
+    if bits >> 20 == 0x100 and rs1 and funct3 in (1, 2, 3):
+        # a register operand that flips SUM or MXR: random values rarely reach bits 18 and 19
+        state["regs"][rs1] = draw(st.sampled_from(SSTATUS_OPERANDS))
+    return {"state": state, "bits": bits}
+
+
+def _emulation(a: dict, probe: str, worker: Any) -> dict:
+    m, trap, stop = step_bare(a["state"], a["bits"])
+    got = worker.call(probe, a)
+    example = describe_instruction(a)
+    if trap is not None:
+        if got["fault"] != [trap[0], trap[1]]:
+            want = f"GuestFault({trap[0]}, {trap[1]:#x})"
+            raise Counterexample(f"the guest's hardware traps here ({want}, "
+                                 f"{CAUSE_NAMES.get(trap[0], trap[0])}); your VMM "
+                                 + (f"raised GuestFault{tuple(got['fault'])}" if got["fault"]
+                                    else "did not raise it"), example)
+        return got
+    if got["fault"] is not None:
+        raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}, but the "
+                             "guest's hardware runs this instruction without a trap", example)
+    compare_cpu(hart_state(m), got["vcpu"], example)
+    return got
+
+
+def check_emulate(a: dict, worker: Any) -> None:
+    got = _emulation(a, "emulate", worker)
+    if got["fault"] is not None:
+        return
+    called = {name for name, _ in got["calls"]}
+    bits = a["bits"]
+    if bits & 0xFE00_7FFF == 0x1200_0073 and "guest_sfence" not in called:
+        raise Counterexample("`sfence.vma` did not call `vmm.guest_sfence`: the shadow tables "
+                             "keep translations the guest just fenced", describe_instruction(a))
+    before = bare_machine(a["state"]).hart
+    after = got["vcpu"]
+    mask = (1 << 18) | (1 << 19)
+    if (before.satp != after["satp"] or (before.sstatus ^ after["sstatus"]) & mask) and \
+            "guest_translation_changed" not in called:
+        raise Counterexample("the guest changed satp, SUM or MXR and "
+                             "`vmm.guest_translation_changed` was not called: its shadow "
+                             "tables now translate for the old setting", describe_instruction(a))
+
+
+def describe_instruction(a: dict) -> str:
+    return (f"The guest executes `{disassemble(a['bits'])}` (`{a['bits']:#010x}`) at "
+            f"`{a['state']['pc']:#010x}`, from this virtual CPU:\n\n{describe_state(a['state'])}")
+
+
+register(Property(
+    "emulate", "Emulate: the guest kernel's privileged instructions act on its virtual CPU",
+    "Trap and emulate: the guest kernel runs in user mode, so each privileged instruction "
+    "traps; the VMM applies it to the virtual CPU with the hardware's own rules (access checks, "
+    "WARL fields), advances the pc and counts it as retired.",
+    emulate_examples, check_emulate, describe_instruction))
+
+
+@st.composite
+def counter_examples(draw: st.DrawFn) -> dict:
+    bits = draw(st.one_of(csr_instructions(COUNTER_CSRS), csr_instructions(COUNTER_CSRS),
+                          csr_instructions((0x100, 0x141, 0x180, 0x300)),
+                          st.sampled_from((FIXED["sret"], FIXED["wfi"], 0xFFFF_FFFF))))
+    return {"state": draw(vcpu_states(modes=(U,))), "bits": bits}
+
+
+def check_counter(a: dict, worker: Any) -> None:
+    _emulation(a, "counter_read", worker)
+
+
+register(Property(
+    "counter-read", "Counter reads: a guest process reads the guest's clock, if allowed",
+    "Trap and emulate: the real counters belong to the VMM, so a guest process's counter read "
+    "traps; the VMM answers with the guest's own clock when the guest kernel's scounteren "
+    "allows it, and reflects an illegal instruction otherwise.",
+    counter_examples, check_counter, describe_instruction))
+
+
+# ----- sret and wfi ------------------------------------------------------------------------------
+
+@st.composite
+def sret_wfi_examples(draw: st.DrawFn) -> dict:
+    return {"state": draw(vcpu_states(modes=(S,))), "kind": draw(st.sampled_from(("sret", "wfi")))}
+
+
+def check_sret_wfi(a: dict, worker: Any) -> None:
+    from machine.hart import Halt
+    example = describe_sret_wfi(a)
+    if a["kind"] == "sret":
+        m = bare_machine(a["state"])
+        m.hart.sret()
+        got = worker.call("sret", a)
+        compare_cpu(hart_state(m), got["vcpu"], example)
+        return
+    m = bare_machine(a["state"])
+    h = m.hart
+    before = h.idle
+    stop = None
+    try:
+        from machine import execute
+        from machine.decode import decode
+        execute.wfi(h, decode(FIXED["wfi"]), h.pc, FIXED["wfi"])
+    except Halt as halt:
+        stop = halt.reason
+    got = worker.call("wfi", a)
+    their = (got.get("stop") or {}).get("reason")
+    if their != stop:
+        raise Counterexample(f"how the guest stopped: expected {fmt(stop)}, your VMM gave "
+                             f"{fmt(their)}", example)
+    if stop is None and got["vcpu"]["idle"] != h.idle:
+        raise Counterexample(f"the guest's time after `wfi`: expected idle {fmt(h.idle)} (it "
+                             f"skips {h.idle - before} ticks to its timer), your VMM gave "
+                             f"{fmt(got['vcpu']['idle'])}", example)
+
+
+def describe_sret_wfi(a: dict) -> str:
+    call = "emulate_sret(vcpu)" if a["kind"] == "sret" else "emulate_wfi(vmm, guest)"
+    return f"`{call}` from this virtual CPU:\n\n{describe_state(a['state'])}"
+
+
+register(Property(
+    "sret-wfi", "sret and wfi on the virtual CPU",
+    "Trap and emulate: `sret` returns to the mode in SPP at sepc and restores SIE from SPIE; "
+    "`wfi` lets the guest's clock skip to its timer, or stops a guest that nothing can wake, "
+    "as its hardware would.",
+    sret_wfi_examples, check_sret_wfi, describe_sret_wfi))
+
+
+# ----- hypercall ---------------------------------------------------------------------------------
+
+EXTENSIONS = (0x10, 0x54494D45, 0x53525354, 0x4442434E, 0x01, 0x02, 0x08, 0x4A, 0x7FFF_FFFF)
+BUFFER = 0x8060_0000
+
+
+@st.composite
+def hypercall_examples(draw: st.DrawFn) -> dict:
+    state = draw(vcpu_states(modes=(S,)))
+    eid = draw(st.sampled_from(EXTENSIONS))
+    regs = state["regs"]
+    regs[17] = eid
+    regs[16] = draw(st.sampled_from((0, 0, 1, 2, 3, 4, 5, 6, 7)))
+    if eid == 0x10 and regs[16] == 3:  # probe: ask about an extension
+        regs[10] = draw(st.sampled_from((*EXTENSIONS, 0x08495043 ^ 1)))
+    if eid == 0x53525354:
+        regs[10] = draw(st.sampled_from((0, 1, 2, 3, 0xF000_0000)))
+        regs[11] = draw(st.sampled_from((0, 1, 2, 0xE000_0000)))
+    text = draw(st.binary(min_size=0, max_size=24))
+    if eid == 0x4442434E:
+        regs[10] = draw(st.sampled_from((len(text), 0, 4096, 0xFFFF_FFFF)))
+        regs[11] = draw(st.sampled_from((BUFFER, BUFFER, 0x8080_0000 - 4, 0x1000, 0xFFFF_FFF0)))
+        regs[12] = draw(st.sampled_from((0, 0, 1)))
+    return {"state": state, "memory": [[BUFFER, text.hex()]] if text else []}
+
+
+def check_hypercall(a: dict, worker: Any) -> None:
+    from machine import Machine  # noqa: F401 - imported for the bare machine below
+    state = a["state"]
+    m = without_interrupts(bare_machine(state))
+    for gpa, data in a["memory"]:
+        m.write_phys(gpa, bytes.fromhex(data))
+    m.write_phys(state["pc"], FIXED["ecall"].to_bytes(4, "little"))
+    stop = m.step()
+    got = worker.call("hypercall", a)
+    example = describe_hypercall(a)
+    if got["fault"] is not None:
+        raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}; the SBI "
+                             "answers every call", example)
+    their = (got.get("stop") or {}).get("reason")
+    want = stop.reason if stop is not None else None
+    if their != want:
+        raise Counterexample(f"how the guest stopped: expected {fmt(want)}, your VMM gave "
+                             f"{fmt(their)}", example)
+    console = bytes.fromhex(got["console"])
+    if console != m.console:
+        raise Counterexample(f"console output: expected {m.console!r}, your VMM gave "
+                             f"{console!r}", example)
+    if want is not None:
+        return
+    h = m.hart
+    expected = {"a0": h.x[10], "a1": h.x[11], "pc": h.pc, "stimecmp": h.stimecmp}
+    actual = {"a0": got["vcpu"]["regs"][10], "a1": got["vcpu"]["regs"][11],
+              "pc": got["vcpu"]["pc"], "stimecmp": got["vcpu"]["stimecmp"]}
+    diff = first_difference(expected, actual, ["a0", "a1", "pc", "stimecmp"])
+    if diff:
+        raise Counterexample(diff, example)
+
+
+def describe_hypercall(a: dict) -> str:
+    r = a["state"]["regs"]
+    mem = "".join(f"\n\nguest memory at `{gpa:#x}`: `{data}`" for gpa, data in a["memory"])
+    return (f"The guest kernel executes `ecall` with a7=`{r[17]:#x}` a6=`{r[16]:#x}` "
+            f"a0=`{r[10]:#x}` a1=`{r[11]:#x}` a2=`{r[12]:#x}`.{mem}")
+
+
+register(Property(
+    "hypercall", "Hypercalls: the guest kernel's SBI calls, answered as the firmware would",
+    "Trap and emulate: the guest kernel's `ecall` asks the layer below it for a service; the "
+    "VMM plays the SBI firmware for it, with the same results, errors and side effects.",
+    hypercall_examples, check_hypercall, describe_hypercall))

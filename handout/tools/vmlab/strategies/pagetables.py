@@ -1,0 +1,580 @@
+"""Page tables as hypothesis strategies: Sv32 (a first stage) and Sv32x4 (a G-stage), as data.
+
+Everything here is plain values, so that any implementation can be checked with it:
+
+* a PTE is an int, `ppn << 10 | flags` (`make_pte`);
+* a table set is a `PageTables`: the physical address of its root, the (physical address, 32-bit
+  word) writes that build it, the address regions the generator populated (to aim addresses at
+  mapped and at unmapped space) and the leaves it wrote;
+* `nested_tables` composes a guest's Sv32 tables (placed at guest-physical addresses) with a
+  G-stage that maps them, as the host-physical writes a machine needs, plus vsatp and hgatp.
+
+The strategies produce well-formed entries most of the time and malformed ones on purpose the
+rest of it (V clear, W without R, reserved bits in a pointer, a misaligned megapage, a pointer at
+the last level or to a table outside RAM, A or D clear, U wrong for a G-stage), so that every
+fault path of the translation algorithm is reached. Pass `flawed=False` for tables that only
+contain well-formed entries.
+
+    tables = draw(page_tables(root=0x80C0_0000, table_pages=[0x80C0_1000, 0x80C0_2000]))
+    for pa, word in tables.writes: machine.write_phys(pa, word.to_bytes(4, "little"))
+    machine.set_csr(SATP, tables.satp(asid=3))
+    va = draw(addresses(tables, align=4))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from hypothesis import strategies as st
+
+RAM_BASE = 0x8000_0000  # QEMU virt's RAM, where the lab's machine has it too
+PAGE_SIZE = 4096
+MEGAPAGE_SIZE = 1 << 22
+PPN_MASK = (1 << 22) - 1
+MODE_PAGED = 1 << 31  # satp.MODE = Sv32, hgatp.MODE = Sv32x4
+
+PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
+FETCH, LOAD, STORE = 0, 1, 2
+U_MODE, S_MODE = 0, 1
+
+Write = tuple[int, int]  # (physical address, 32-bit little-endian word)
+
+_GOOD_PERMS = (PTE_R, PTE_R | PTE_W, PTE_X, PTE_R | PTE_X, PTE_R | PTE_W | PTE_X)
+
+
+@dataclass(frozen=True)
+class Region:
+    """`size` bytes of address space from `base` (a page or a megapage)."""
+
+    base: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A leaf PTE the generator wrote, whatever its flags: the `size` bytes at `base` map to
+    `target` (the address the PTE's PPN names; not aligned down when the megapage is
+    misaligned)."""
+
+    base: int
+    size: int
+    target: int
+    pte: int
+
+
+@dataclass(frozen=True)
+class PageTables:
+    """One stage's tables: where the root is, what to write, and what the generator put where."""
+
+    root: int  # physical address of the root table (16 KiB aligned for a G-stage)
+    writes: tuple[Write, ...]
+    regions: tuple[Region, ...]  # every range whose root or leaf PTE the generator wrote
+    leaves: tuple[Leaf, ...]
+    wide_root: bool = False  # an Sv32x4 root: 4096 entries, indexed by address bits 33:22
+
+    def satp(self, asid: int = 0) -> int:
+        """satp (or vsatp) selecting Sv32 with this root and `asid` (9 bits)."""
+        return MODE_PAGED | (asid & 0x1FF) << 22 | (self.root >> 12) & PPN_MASK
+
+    def hgatp(self, vmid: int = 0) -> int:
+        """hgatp selecting Sv32x4 with this root and `vmid` (7 bits)."""
+        return MODE_PAGED | (vmid & 0x7F) << 22 | (self.root >> 12) & PPN_MASK
+
+    def pte_addresses(self) -> tuple[int, ...]:
+        """The physical addresses of every PTE the generator wrote (to change them later)."""
+        return tuple(pa for pa, _ in self.writes)
+
+    def resolve(self, address: int) -> int | None:
+        """Where the generator meant `address` to go, ignoring the leaf's flags (not a
+        translation: a placement helper for building the next stage's memory image)."""
+        for leaf in self.leaves:
+            if leaf.base <= address < leaf.base + leaf.size:
+                return (leaf.target & ~(leaf.size - 1)) | (address & (leaf.size - 1))
+        return None
+
+
+@dataclass(frozen=True)
+class NestedTables:
+    """A guest's first stage and the VMM's G-stage, as a host-physical memory image."""
+
+    writes: tuple[Write, ...]  # host-physical: the G-stage tables, then the guest's tables
+    vsatp: int  # 0 when the guest's paging is off (Bare)
+    hgatp: int  # 0 for a Bare G-stage
+    guest: PageTables | None  # at guest-physical addresses
+    gstage: PageTables | None  # at host-physical addresses
+    window: Region  # the guest-physical range the guest's tables and data live in
+
+
+def make_pte(ppn: int, flags: int) -> int:
+    """A PTE from a physical page number (22 bits) and flags (V R W X U G A D and RSW)."""
+    return ((ppn & PPN_MASK) << 10) | (flags & 0x3FF)
+
+
+def write_bytes(writes: Sequence[Write]) -> list[tuple[int, bytes]]:
+    """The writes as (address, 4 little-endian bytes), in order (later writes win)."""
+    return [(pa, (word & 0xFFFF_FFFF).to_bytes(4, "little")) for pa, word in writes]
+
+
+# ----- flags and single PTEs ---------------------------------------------------------------------
+# Strategies are built once (module constants, cached factories): building them per draw costs
+# hypothesis far more than drawing from them.
+
+_SOMETIMES = st.sampled_from((False, False, True))
+_LEAF_FLAW = st.sampled_from((None,) * 12 + ("no-a", "no-d", "invalid", "w-without-r", "flip-u",
+                                             "any"))
+_POINTER_FLAW = st.sampled_from((None,) * 6 + ("invalid", "reserved"))
+_RESERVED = st.sampled_from((PTE_A, PTE_D, PTE_U, PTE_A | PTE_D))
+_RSW = st.sampled_from((0, 0, 1 << 8, 1 << 9))
+_ANY_FLAGS = st.integers(0, 0x3FF)
+_LOW10 = st.integers(1, 0x3FF)
+_WORD = st.integers(0, 0xFFFF_FFFF)
+_L2_INDEX = st.integers(0, 1023)
+_OFFSET = st.integers(0, MEGAPAGE_SIZE - 1)
+
+
+@cache
+def leaf_flags(user: bool | None = None, global_: bool | None = None, flawed: bool = True,
+               perms: tuple[int, ...] = _GOOD_PERMS) -> st.SearchStrategy[int]:
+    """Flags of a leaf: V, a legal R/W/X combination and A and D set, U as `user` says (None:
+    either), G as `global_` says (None: sometimes). With `flawed`, sometimes one flaw: A clear,
+    D clear, V clear, W without R, U flipped, or any 10 bits at all. `perms`: the R/W/X
+    combinations to choose from (repeat one to make it likelier)."""
+    return _leaf_flags(user, global_, flawed, st.sampled_from(perms))
+
+
+@st.composite
+def _leaf_flags(draw: st.DrawFn, user: bool | None, global_: bool | None, flawed: bool,
+                perms: st.SearchStrategy[int]) -> int:
+    flags = PTE_V | draw(perms) | PTE_A | PTE_D
+    if user if user is not None else draw(st.booleans()):
+        flags |= PTE_U
+    if global_ if global_ is not None else draw(_SOMETIMES):
+        flags |= PTE_G
+    if not flawed:
+        return flags
+    flaw = draw(_LEAF_FLAW)
+    if flaw == "no-a":
+        flags &= ~PTE_A
+    elif flaw == "no-d":
+        flags &= ~PTE_D
+    elif flaw == "invalid":
+        flags &= ~PTE_V
+    elif flaw == "w-without-r":
+        flags = (flags & ~(PTE_R | PTE_X)) | PTE_W | (PTE_X if draw(st.booleans()) else 0)
+    elif flaw == "flip-u":
+        flags ^= PTE_U
+    elif flaw == "any":
+        flags = draw(_ANY_FLAGS)
+    return flags
+
+
+@cache
+def pointer_flags(global_: bool | None = None, flawed: bool = True) -> st.SearchStrategy[int]:
+    """Flags of a non-leaf PTE (R = W = X = 0): V, maybe G, sometimes RSW bits (which must be
+    ignored). With `flawed`, sometimes V clear or a bit reserved in a pointer (D, A, U) set."""
+    return _pointer_flags(global_, flawed)
+
+
+@st.composite
+def _pointer_flags(draw: st.DrawFn, global_: bool | None, flawed: bool) -> int:
+    flags = PTE_V | draw(_RSW)
+    if global_ if global_ is not None else draw(_SOMETIMES):
+        flags |= PTE_G
+    if not flawed:
+        return flags
+    flaw = draw(_POINTER_FLAW)
+    if flaw == "invalid":
+        flags &= ~PTE_V
+    elif flaw == "reserved":
+        flags |= draw(_RESERVED)
+    return flags
+
+
+def ptes(ppns: st.SearchStrategy[int], flags: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+    """A PTE with a PPN from `ppns` and flags from `flags`."""
+    return st.builds(make_pte, ppns, flags)
+
+
+@cache
+def ram_pages(base: int = RAM_BASE, size: int = 16 << 20) -> st.SearchStrategy[int]:
+    """Page numbers of the pages of RAM [base, base + size)."""
+    return st.integers(base >> 12, ((base + size) >> 12) - 1)
+
+
+@cache
+def pages_outside(base: int = RAM_BASE, size: int = 16 << 20) -> st.SearchStrategy[int]:
+    """Page numbers (22 bits) of pages that are not in RAM [base, base + size)."""
+    above = st.integers((base + size) >> 12, PPN_MASK)
+    return st.one_of(st.integers(0, (base >> 12) - 1), above) if base >= PAGE_SIZE else above
+
+
+@cache
+def ram_megapages(base: int = RAM_BASE, size: int = 16 << 20) -> st.SearchStrategy[int]:
+    """PPN[1] (the megapage number) of the megapages of RAM [base, base + size)."""
+    return st.integers(base >> 22, ((base + size) >> 22) - 1)
+
+
+def leaves(ppns: st.SearchStrategy[int] | None = None,
+           flags: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[int]:
+    """A 4 KiB leaf PTE: a page of RAM (by default) and leaf flags."""
+    return ptes(ppns if ppns is not None else ram_pages(),
+                flags if flags is not None else leaf_flags())
+
+
+def megapages(ppn1s: st.SearchStrategy[int] | None = None, aligned: bool | None = True,
+              flags: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[int]:
+    """A 4 MiB leaf PTE whose PPN[1] comes from `ppn1s` (12 bits; by default a megapage of RAM).
+    `aligned`: PPN[0] is zero (True), not zero (False: a misaligned megapage), or either."""
+    ppn1s = ppn1s if ppn1s is not None else ram_megapages()
+    if aligned is True:
+        low: st.SearchStrategy[int] = st.just(0)
+    elif aligned is False:
+        low = _LOW10
+    else:
+        low = st.one_of(st.just(0), _LOW10)
+    return ptes(st.builds(lambda hi, lo: (hi & 0xFFF) << 10 | lo, ppn1s, low),
+                flags if flags is not None else leaf_flags())
+
+
+def pointers(table_ppn: int | st.SearchStrategy[int],
+             flags: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[int]:
+    """A non-leaf PTE pointing at the table in page `table_ppn`."""
+    ppns = table_ppn if isinstance(table_ppn, st.SearchStrategy) else st.just(table_ppn)
+    return ptes(ppns, flags if flags is not None else pointer_flags())
+
+
+_INVALID = st.one_of(st.just(0), _WORD.map(lambda w: w & ~PTE_V))
+
+
+def invalid_ptes() -> st.SearchStrategy[int]:
+    """A PTE with V clear (every other bit is the software's: anything at all)."""
+    return _INVALID
+
+
+# ----- whole tables ------------------------------------------------------------------------------
+
+_ROOT_KINDS = {True: st.sampled_from(("pointer", "pointer", "pointer", "megapage", "megapage",
+                                      "misaligned", "invalid", "nowhere")),
+               False: st.sampled_from(("pointer", "pointer", "megapage"))}
+_LEAF_KINDS = {True: st.sampled_from(("leaf",) * 6 + ("pointer", "invalid")),
+               False: st.just("leaf")}
+
+
+@cache
+def _unique_lists(elements: st.SearchStrategy[int], min_size: int,
+                  max_size: int) -> st.SearchStrategy[list[int]]:
+    return st.lists(elements, min_size=min_size, max_size=max_size, unique=True)
+
+
+@cache
+def _indices(entries: int) -> st.SearchStrategy[int]:
+    return st.integers(0, entries - 1)
+
+
+@st.composite
+def page_tables(draw: st.DrawFn, root: int, table_pages: Sequence[int],
+                targets: st.SearchStrategy[int] | None = None,
+                mega_targets: st.SearchStrategy[int] | None = None,
+                root_indices: st.SearchStrategy[int] | None = None,
+                outside: st.SearchStrategy[int] | None = None,
+                wide_root: bool = False, user: bool | None = None,
+                max_root_entries: int = 6, max_leaves: int = 8,
+                flawed: bool = True) -> PageTables:
+    """A two-level table set with its root at physical address `root` and its second-level
+    tables in the pages at the addresses `table_pages` (used in order, as needed).
+
+    `targets`: page numbers 4 KiB leaves point at (default: RAM); `mega_targets`: PPN[1] of
+    megapages (default: RAM's megapages); `root_indices`: which root entries to fill (default:
+    any); `outside`: page numbers that are not RAM, for pointers to nowhere; `wide_root`: an
+    Sv32x4 root (4096 entries, the root must be 16 KiB aligned); `user`: the U bit of leaves
+    (None: either). Pass strategies that you keep (module constants) rather than build anew
+    for each call: hypothesis validates every new strategy object, which is slow."""
+    if wide_root and root & 0x3FFF:
+        raise ValueError(f"an Sv32x4 root must be 16 KiB aligned, not at {root:#x}")
+    targets = targets if targets is not None else ram_pages()
+    mega_targets = mega_targets if mega_targets is not None else ram_megapages()
+    outside = outside if outside is not None else pages_outside()
+    root_indices = root_indices if root_indices is not None else _indices(
+        4096 if wide_root else 1024)
+    indices = draw(_unique_lists(root_indices, 1, max_root_entries))
+    free = list(table_pages)
+    writes: list[Write] = []
+    regions: list[Region] = []
+    found: list[Leaf] = []
+    leaf_kinds = _LEAF_KINDS[flawed]
+    flags = leaf_flags(user=user, flawed=flawed)
+    for index in indices:
+        base = index << 22
+        kind = draw(_ROOT_KINDS[flawed])
+        if kind == "pointer" and not free:
+            kind = "megapage"
+        regions.append(Region(base, MEGAPAGE_SIZE))
+        if kind == "pointer":
+            table = free.pop(0)
+            writes.append((root + 4 * index,
+                           make_pte(table >> 12, draw(pointer_flags(flawed=flawed)))))
+            for j in draw(_unique_lists(_L2_INDEX, 1, max_leaves)):
+                va = base | j << 12
+                kind2 = draw(leaf_kinds)
+                if kind2 == "leaf":
+                    pte = make_pte(draw(targets), draw(flags))
+                    found.append(Leaf(va, PAGE_SIZE, (pte >> 10) << 12, pte))
+                elif kind2 == "pointer":  # a pointer where only a leaf may be
+                    ppn = draw(targets) if draw(st.booleans()) else draw(outside)
+                    pte = make_pte(ppn, draw(pointer_flags(flawed=False)))
+                else:
+                    pte = draw(_INVALID)
+                writes.append((table + 4 * j, pte))
+                regions.append(Region(va, PAGE_SIZE))
+        elif kind in ("megapage", "misaligned"):
+            low = 0 if kind == "megapage" else draw(_LOW10)
+            pte = make_pte((draw(mega_targets) & 0xFFF) << 10 | low, draw(flags))
+            writes.append((root + 4 * index, pte))
+            found.append(Leaf(base, MEGAPAGE_SIZE, (pte >> 10) << 12, pte))
+        elif kind == "invalid":
+            writes.append((root + 4 * index, draw(_INVALID)))
+        else:  # a pointer to a table that is not in RAM
+            writes.append((root + 4 * index,
+                           make_pte(draw(outside), draw(pointer_flags(flawed=False)))))
+    return PageTables(root, tuple(writes), tuple(regions), tuple(found), wide_root)
+
+
+def gstage_tables(root: int, table_pages: Sequence[int], **kwargs: object) -> st.SearchStrategy[
+        PageTables]:
+    """A G-stage (Sv32x4) table set: a 16 KiB root at `root`, leaves usually with U set (the
+    G-stage treats every access as a user access). Other arguments as for `page_tables`."""
+    kwargs.setdefault("user", True)
+    return page_tables(root, table_pages, wide_root=True, **kwargs)  # type: ignore[arg-type]
+
+
+# ----- addresses and who is asking ---------------------------------------------------------------
+
+@st.composite
+def _address(draw: st.DrawFn, tables: PageTables | None, mask: int) -> int:
+    choices = []
+    if tables is not None and tables.leaves:
+        choices += [tables.leaves] * 3
+    if tables is not None and tables.regions:
+        choices.append(tables.regions)
+    pick = draw(_choice_of(len(choices) + 1))
+    if pick == len(choices):
+        return draw(_WORD) & mask
+    regions = choices[pick]
+    region = regions[draw(_choice_of(len(regions)))]
+    return (region.base + (draw(_OFFSET) & (region.size - 1))) & mask
+
+
+@cache
+def _choice_of(n: int) -> st.SearchStrategy[int]:
+    return st.integers(0, n - 1)
+
+
+def addresses(tables: PageTables | None = None, align: int = 1,
+              bits: int = 32) -> st.SearchStrategy[int]:
+    """Addresses (`bits` wide, at most 32; multiples of `align`): mostly in the pages the
+    generator's leaves map, then in the other regions it populated (unmapped and faulting ones
+    alike), then anywhere."""
+    return _address(tables, ((1 << bits) - 1) & ~(align - 1))
+
+
+_ACCESS = st.sampled_from((FETCH, LOAD, STORE))
+_PRIV = st.sampled_from((U_MODE, S_MODE))
+
+
+Request = tuple[int, int, int, bool, bool]  # address, access type, privilege, SUM, MXR
+
+
+@st.composite
+def _request(draw: st.DrawFn, tables: PageTables | None, mask: int) -> Request:
+    if tables is None or not tables.leaves or draw(st.booleans()):
+        return (draw(_address(tables, mask)), draw(_ACCESS), draw(_PRIV), draw(st.booleans()),
+                draw(st.booleans()))
+    leaf = tables.leaves[draw(_choice_of(len(tables.leaves)))]
+    address = (leaf.base + (draw(_OFFSET) & (leaf.size - 1))) & mask
+    flags = leaf.pte
+    wanted = [a for a, ok in ((FETCH, flags & PTE_X), (LOAD, flags & (PTE_R | PTE_X)),
+                              (STORE, flags & PTE_W)) if ok] or [LOAD]
+    access = wanted[draw(_choice_of(len(wanted)))]
+    user = bool(flags & PTE_U)
+    priv = U_MODE if user and (access == FETCH or draw(st.booleans())) else S_MODE
+    return address, access, priv, user and priv == S_MODE, bool(
+        access == LOAD and not flags & PTE_R) or draw(st.booleans())
+
+
+def requests(tables: PageTables | None = None, align: int = 1,
+             bits: int = 32) -> st.SearchStrategy[Request]:
+    """Who asks for what: (address, access type, privilege, SUM, MXR). Half of them are aimed
+    at a leaf with an access, privilege, SUM and MXR that its flags allow (the walk may still
+    fault on the way); the other half are `addresses` with anything at all."""
+    return _request(tables, ((1 << bits) - 1) & ~(align - 1))
+
+
+def access_types() -> st.SearchStrategy[int]:
+    """0 fetch, 1 load, 2 store."""
+    return _ACCESS
+
+
+def privileges() -> st.SearchStrategy[int]:
+    """0 U-mode, 1 S-mode."""
+    return _PRIV
+
+
+def sum_bits() -> st.SearchStrategy[bool]:
+    """sstatus.SUM (or vsstatus.SUM)."""
+    return st.booleans()
+
+
+def mxr_bits() -> st.SearchStrategy[bool]:
+    """sstatus.MXR (or vsstatus.MXR)."""
+    return st.booleans()
+
+
+# ----- two stages --------------------------------------------------------------------------------
+
+_MOSTLY = st.sampled_from((True, True, True, False))
+_ASID = st.integers(0, 0x1FF)
+_VMID = st.integers(0, 0x7F)
+
+
+@cache
+def _window_strategies(window: Region) -> tuple[st.SearchStrategy[int], ...]:
+    pages = st.integers(window.base >> 12, ((window.base + window.size) >> 12) - 1)
+    megas = st.integers(window.base >> 22, ((window.base + window.size) >> 22) - 1)
+    targets = st.one_of(pages, pages, pages, st.integers(0, PPN_MASK))
+    mega_targets = st.one_of(megas, megas, st.integers(0, 0xFFF))
+    return pages, megas, targets, mega_targets
+
+
+@st.composite
+def nested_tables(draw: st.DrawFn, host_base: int = RAM_BASE, host_size: int = 16 << 20,
+                  window: Region = Region(RAM_BASE, 8 << 20),
+                  first_stage: bool | None = None, g_stage: bool | None = None,
+                  flawed: bool = True, max_root_entries: int = 4,
+                  max_leaves: int = 4) -> NestedTables:
+    """A guest's Sv32 tables in the guest-physical `window`, and a G-stage (Sv32x4) that maps
+    the guest's tables and the pages its leaves point at to host RAM [host_base, host_base +
+    host_size), not identically and not contiguously.
+
+    Host layout: the G-stage's tables in the last 4 MiB of host RAM (root first, 16 KiB), and
+    every page the G-stage maps to in the rest. `first_stage` / `g_stage`: whether vsatp /
+    hgatp select paging (None: usually). With a Bare G-stage the window must be host RAM.
+    `max_root_entries`, `max_leaves`: the size of the guest's tables."""
+    use_first = draw(_MOSTLY) if first_stage is None else first_stage
+    use_g = draw(_MOSTLY) if g_stage is None else g_stage
+    pages, megas, targets, mega_targets = _window_strategies(window)
+    guest = None
+    vsatp = 0
+    if use_first:
+        table_gpns = draw(_unique_lists(pages, 5, 5))
+        guest = draw(page_tables(table_gpns[0] << 12, [p << 12 for p in table_gpns[1:]],
+                                 targets=targets, mega_targets=mega_targets, flawed=flawed,
+                                 max_root_entries=max_root_entries, max_leaves=max_leaves))
+        vsatp = guest.satp(draw(_ASID))
+        wanted = set(table_gpns)
+        mega_wanted = set()
+        for leaf in guest.leaves:
+            if leaf.size == PAGE_SIZE:
+                wanted.add(leaf.target >> 12)
+            else:
+                mega_wanted.add((leaf.target >> 22) & 0xFFF)
+    else:
+        wanted = set(draw(_unique_lists(pages, 1, 8)))
+        mega_wanted = set(draw(_unique_lists(megas, 0, 1)))
+    gstage = None
+    hgatp = 0
+    writes: list[Write] = []
+    if use_g:
+        gstage = draw(_gstage_for(host_base, host_size, frozenset(wanted),
+                                  frozenset(mega_wanted), flawed))
+        hgatp = gstage.hgatp(draw(_VMID))
+        writes += gstage.writes
+    if guest is not None:
+        for gpa, word in guest.writes:
+            hpa = gstage.resolve(gpa) if gstage is not None else gpa
+            if hpa is not None and host_base <= hpa < host_base + host_size:
+                writes.append((hpa, word))
+    return NestedTables(tuple(writes), vsatp, hgatp, guest, gstage, window)
+
+
+# every guest access goes through several G-stage entries: flaws are rarer there
+_G_KINDS = {True: st.sampled_from(("megapage", "megapage", "pointer")),  # megapage wanted
+            False: st.sampled_from(("pointer", "pointer", "pointer", "megapage"))}
+_G_ROOT_FLAW = st.sampled_from((None,) * 7 + ("invalid", "nowhere", "misaligned"))
+_G_FLAWED = st.sampled_from((False, False, False, True))
+# a VMM maps guest memory read-write-execute, mostly
+_G_PERMS = (PTE_R | PTE_W | PTE_X,) * 4 + _GOOD_PERMS
+
+
+@st.composite
+def _gstage_for(draw: st.DrawFn, host_base: int, host_size: int, wanted: frozenset[int],
+                mega_wanted: frozenset[int], flawed: bool) -> PageTables:
+    """A G-stage that maps the guest-physical pages `wanted` and the guest-physical megapages
+    `mega_wanted` (by their number, gpa >> 22), mostly well, sometimes not."""
+    table_area = host_base + host_size - MEGAPAGE_SIZE
+    root = table_area
+    next_table = table_area + 4 * PAGE_SIZE
+    data_pages = ram_pages(host_base, host_size - MEGAPAGE_SIZE)
+    data_megas = ram_megapages(host_base, host_size - MEGAPAGE_SIZE)
+    outside = pages_outside(host_base, host_size)
+    good_flags = leaf_flags(user=True, flawed=False, perms=_G_PERMS)
+    any_flags = leaf_flags(user=True, flawed=flawed, perms=_G_PERMS)
+
+    def flags() -> int:
+        return draw(any_flags if draw(_G_FLAWED) else good_flags)
+
+    groups: dict[int, list[int]] = {}
+    for gpn in sorted(wanted):
+        groups.setdefault(gpn >> 10, []).append(gpn)
+    for mega in sorted(mega_wanted):
+        groups.setdefault(mega, [])
+    writes: list[Write] = []
+    regions: list[Region] = []
+    found: list[Leaf] = []
+    for index, gpns in sorted(groups.items()):
+        base = index << 22
+        regions.append(Region(base, MEGAPAGE_SIZE))
+        kind = (draw(_G_ROOT_FLAW) if flawed else None) or draw(
+            _G_KINDS[index in mega_wanted or not gpns])
+        if kind == "pointer":
+            table, next_table = next_table, next_table + PAGE_SIZE
+            pointer = pointer_flags(flawed=flawed and draw(_G_FLAWED))
+            writes.append((root + 4 * index, make_pte(table >> 12, draw(pointer))))
+            targets = draw(_unique_lists(data_pages, len(gpns), len(gpns)))
+            taken = {gpn & 0x3FF for gpn in gpns}
+            extra = [e for e in draw(_unique_lists(_L2_INDEX, 0, 2)) if e not in taken]
+            for gpn, hpn in zip(gpns + [base >> 12 | e for e in extra],
+                                targets + [draw(data_pages) for _ in extra], strict=True):
+                pte = make_pte(hpn, flags())
+                va = gpn << 12
+                writes.append((table + 4 * (gpn & 0x3FF), pte))
+                regions.append(Region(va, PAGE_SIZE))
+                found.append(Leaf(va, PAGE_SIZE, hpn << 12, pte))
+        elif kind in ("megapage", "misaligned"):
+            low = 0 if kind == "megapage" else draw(_LOW10)
+            pte = make_pte((draw(data_megas) & 0xFFF) << 10 | low, flags())
+            writes.append((root + 4 * index, pte))
+            found.append(Leaf(base, MEGAPAGE_SIZE, (pte >> 10) << 12, pte))
+        elif kind == "invalid":
+            writes.append((root + 4 * index, draw(_INVALID)))
+        else:
+            writes.append((root + 4 * index,
+                           make_pte(draw(outside), draw(pointer_flags(flawed=False)))))
+    return PageTables(root, tuple(writes), tuple(regions), tuple(found), wide_root=True)
+
+
+def guest_addresses(nested: NestedTables, align: int = 1) -> st.SearchStrategy[int]:
+    """Guest-virtual addresses for `nested`: the guest's populated regions (or, with its paging
+    off, the window), and anywhere."""
+    if nested.guest is not None:
+        return addresses(nested.guest, align)
+    return addresses(PageTables(0, (), (nested.window,), ()), align)
+
+
+def guest_requests(nested: NestedTables, align: int = 1) -> st.SearchStrategy[Request]:
+    """`requests` for the guest of `nested`: (guest-virtual address, access type, the guest's
+    privilege (hstatus.SPVP), vsstatus.SUM, vsstatus.MXR)."""
+    if nested.guest is not None:
+        return requests(nested.guest, align)
+    return requests(PageTables(0, (), (nested.window,), ()), align)

@@ -1,0 +1,760 @@
+"""Strategies for RV32IM/Zicsr instructions and programs, as 32-bit instruction words.
+
+Layers, each built from the one before:
+
+    encode(op, rd, rs1, rs2, imm)      one instruction word (a small encoder, independent of the
+                                       lab's assembler so that each can check the other)
+    reg_values(), imm12s(), ...        operands, with the boundary values drawn often
+    computational(), memory_access()   one instruction of a given class, as a word
+    straight_line()                    a position-independent program of groups of words with
+                                       forward branches and jumps only (so it always ends)
+    loop()                             a counted loop around a straight-line body
+    system_programs()                  a whole S/U program with a trap handler, U-mode calls
+                                       through sret, timer interrupts, CSR accesses, SBI calls,
+                                       stores into its own code, and optionally Sv32 paging
+
+All programs are position independent: control transfers use pc-relative offsets, so a list of
+words runs the same wherever it is loaded (system_programs lays itself out at fixed addresses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from hypothesis import strategies as st
+
+from .states import (
+    CSR,
+    SSTATUS_MXR,
+    SSTATUS_SIE,
+    SSTATUS_SPIE,
+    SSTATUS_SPP,
+    SSTATUS_SUM,
+    STIE,
+    MachineState,
+    register_files,
+)
+
+M32 = 0xFFFF_FFFF
+
+# ----- the encoder ---------------------------------------------------------------------------
+
+R_OPS = {"add": (0x00, 0), "sub": (0x20, 0), "sll": (0, 1), "slt": (0, 2), "sltu": (0, 3),
+         "xor": (0, 4), "srl": (0, 5), "sra": (0x20, 5), "or": (0, 6), "and": (0, 7),
+         "mul": (1, 0), "mulh": (1, 1), "mulhsu": (1, 2), "mulhu": (1, 3), "div": (1, 4),
+         "divu": (1, 5), "rem": (1, 6), "remu": (1, 7)}
+I_OPS = {"addi": 0, "slti": 2, "sltiu": 3, "xori": 4, "ori": 6, "andi": 7}
+SHIFT_OPS = {"slli": (0, 1), "srli": (0, 5), "srai": (0x20, 5)}
+LOAD_OPS = {"lb": 0, "lh": 1, "lw": 2, "lbu": 4, "lhu": 5}
+STORE_OPS = {"sb": 0, "sh": 1, "sw": 2}
+BRANCH_OPS = {"beq": 0, "bne": 1, "blt": 4, "bge": 5, "bltu": 6, "bgeu": 7}
+CSR_OPS = {"csrrw": 1, "csrrs": 2, "csrrc": 3, "csrrwi": 5, "csrrsi": 6, "csrrci": 7}
+FIXED = {"ecall": 0x0000_0073, "ebreak": 0x0010_0073, "sret": 0x1020_0073,
+         "wfi": 0x1050_0073, "mret": 0x3020_0073, "fence": 0x0FF0_000F, "fence.i": 0x0000_100F}
+
+ALU_REG = ("add", "sub", "sll", "slt", "sltu", "xor", "srl", "sra", "or", "and")
+MULDIV = ("mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu")
+ACCESS_SIZE = {"lb": 1, "lbu": 1, "sb": 1, "lh": 2, "lhu": 2, "sh": 2, "lw": 4, "sw": 4}
+
+
+def _check(name: str, value: int, lo: int, hi: int, multiple: int = 1) -> None:
+    if not lo <= value < hi or value % multiple:
+        raise ValueError(f"{name} {value} out of range [{lo}, {hi}) or not a multiple of "
+                         f"{multiple}")
+
+
+def encode(op: str, rd: int = 0, rs1: int = 0, rs2: int = 0, imm: int = 0) -> int:
+    """One instruction word. `imm` is the signed immediate (byte offset for branches and jumps),
+    the 20-bit upper immediate for lui/auipc, the CSR number for CSR instructions (whose `rs1`
+    is the register or the 5-bit uimm), the shift amount for slli/srli/srai."""
+    for name, r in (("rd", rd), ("rs1", rs1), ("rs2", rs2)):
+        _check(name, r, 0, 32)
+    if op in R_OPS:
+        f7, f3 = R_OPS[op]
+        return f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | 0x33
+    if op in I_OPS or op in LOAD_OPS or op == "jalr":
+        _check("imm", imm, -2048, 2048)
+        opcode, f3 = ((0x13, I_OPS[op]) if op in I_OPS else
+                      (0x03, LOAD_OPS[op]) if op in LOAD_OPS else (0x67, 0))
+        return (imm & 0xFFF) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | opcode
+    if op in SHIFT_OPS:
+        _check("shamt", imm, 0, 32)
+        f7, f3 = SHIFT_OPS[op]
+        return f7 << 25 | imm << 20 | rs1 << 15 | f3 << 12 | rd << 7 | 0x13
+    if op in STORE_OPS:
+        _check("imm", imm, -2048, 2048)
+        i = imm & 0xFFF
+        return (i >> 5) << 25 | rs2 << 20 | rs1 << 15 | STORE_OPS[op] << 12 | (i & 0x1F) << 7 | 0x23
+    if op in BRANCH_OPS:
+        _check("offset", imm, -4096, 4096, 2)
+        i = imm & 0x1FFF
+        return ((i >> 12) << 31 | ((i >> 5) & 0x3F) << 25 | rs2 << 20 | rs1 << 15
+                | BRANCH_OPS[op] << 12 | ((i >> 1) & 0xF) << 8 | ((i >> 11) & 1) << 7 | 0x63)
+    if op in ("lui", "auipc"):
+        _check("imm20", imm, 0, 1 << 20)
+        return imm << 12 | rd << 7 | (0x37 if op == "lui" else 0x17)
+    if op == "jal":
+        _check("offset", imm, -(1 << 20), 1 << 20, 2)
+        i = imm & 0x1F_FFFF
+        return ((i >> 20) << 31 | ((i >> 1) & 0x3FF) << 21 | ((i >> 11) & 1) << 20
+                | ((i >> 12) & 0xFF) << 12 | rd << 7 | 0x6F)
+    if op in CSR_OPS:
+        _check("csr", imm, 0, 4096)
+        return imm << 20 | rs1 << 15 | CSR_OPS[op] << 12 | rd << 7 | 0x73
+    if op == "sfence.vma":
+        return 0x09 << 25 | rs2 << 20 | rs1 << 15 | 0x73
+    if op in FIXED:
+        return FIXED[op]
+    raise ValueError(f"unknown instruction {op!r}")
+
+
+def split_hi_lo(value: int) -> tuple[int, int]:
+    """(hi20, lo12) with (hi20 << 12) + sext(lo12) == value (mod 2**32), as %hi/%lo do."""
+    value &= M32
+    lo = ((value & 0xFFF) ^ 0x800) - 0x800
+    return ((value - lo) >> 12) & 0xF_FFFF, lo
+
+
+def li(rd: int, value: int) -> list[int]:
+    """Load a 32-bit constant: always two words (lui, addi), so that layouts are predictable."""
+    hi, lo = split_hi_lo(value)
+    return [encode("lui", rd, imm=hi), encode("addi", rd, rd, imm=lo)]
+
+
+# ----- operands ------------------------------------------------------------------------------
+
+BOUNDARY_VALUES = (0, 1, 2, 3, 4, 31, 32, 33, 0x7F, 0x80, 0xFF, 0x100, 0x7FF, 0x800, 0xFFF,
+                   0x1000, 0x7FFF, 0x8000, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000,
+                   0x8000_0001, 0xFFFF_FFFF, 0xFFFF_FFFE, 0xFFFF_FFE0, 0xFFFF_F800, 0xFFFF_8000,
+                   0xFFFF_FF80, 0xAAAA_AAAA, 0x5555_5555, 0x0001_0001, 0xFFFF_0000)
+IMM12_BOUNDARIES = (-2048, -2047, -1024, -1, 0, 1, 2, 31, 32, 0x7F, 0x80, 0xFF, 0x7FF)
+
+
+def reg_values() -> st.SearchStrategy[int]:
+    """A register's 32 bits, unsigned; the boundary values come up about half the time."""
+    return st.integers(0, (2 << 32) - 1).map(
+        lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+
+
+def imm12s() -> st.SearchStrategy[int]:
+    """A signed 12-bit immediate, with its boundaries."""
+    return st.one_of(st.sampled_from(IMM12_BOUNDARIES), st.integers(-2048, 2047))
+
+
+def registers(choices: Sequence[int] = range(32)) -> st.SearchStrategy[int]:
+    return st.sampled_from(tuple(choices))
+
+
+ALL_REGS = tuple(range(32))
+COMPUTATIONAL_KINDS = ("alu", "alu_imm", "shift_imm", "muldiv", "upper")
+
+
+def computational(kind: str | None = None, dest: Sequence[int] = ALL_REGS,
+                  src: Sequence[int] = ALL_REGS) -> st.SearchStrategy[int]:
+    """One computational instruction (ALU register/immediate, shift by immediate, M extension,
+    lui/auipc) writing a register of `dest` from registers of `src`; `kind` picks one class
+    of COMPUTATIONAL_KINDS (None: any)."""
+    return _computational(kind, tuple(dest), tuple(src))
+
+
+@lru_cache(maxsize=256)
+def _computational(kind: str | None, dest: tuple[int, ...],
+                   src: tuple[int, ...]) -> st.SearchStrategy[int]:
+    # strategies are built once per signature: building them is much dearer than drawing
+    if kind is None:
+        return weighted([_computational(k, dest, src) for k in COMPUTATIONAL_KINDS])
+    rd, rs = registers(dest), registers(src)
+    if kind in ("alu", "muldiv"):
+        ops = ALU_REG if kind == "alu" else MULDIV
+        return st.builds(lambda op, d, a, b: encode(op, d, a, b), st.sampled_from(ops), rd, rs, rs)
+    if kind == "alu_imm":
+        return st.builds(lambda op, d, a, i: encode(op, d, a, imm=i),
+                         st.sampled_from(tuple(I_OPS)), rd, rs, imm12s())
+    if kind == "shift_imm":
+        return st.builds(lambda op, d, a, i: encode(op, d, a, imm=i),
+                         st.sampled_from(tuple(SHIFT_OPS)), rd, rs, st.integers(0, 31))
+    if kind == "upper":
+        return st.builds(lambda op, d, i: encode(op, d, imm=i), st.sampled_from(("lui", "auipc")),
+                         rd, st.one_of(st.sampled_from((0, 1, 0x7FFFF, 0x80000, 0xFFFFF)),
+                                       st.integers(0, 0xF_FFFF)))
+    raise ValueError(f"unknown instruction class {kind!r}")
+
+
+@dataclass(frozen=True)
+class MemoryWindow:
+    """Where generated loads and stores may go: `base_reg` holds an address that no generated
+    instruction overwrites, and accesses use offsets in [lo, hi) from it (lo >= -2048,
+    hi <= 2048). With `aligned`, every access is naturally aligned (the base must be 4-aligned)."""
+
+    base_reg: int
+    lo: int = -2048
+    hi: int = 2048
+    aligned: bool = True
+
+
+def memory_access(window: MemoryWindow, dest: Sequence[int] = ALL_REGS,
+                  src: Sequence[int] = ALL_REGS, loads: bool = True,
+                  stores: bool = True) -> st.SearchStrategy[int]:
+    """One load or store inside `window`."""
+    return _memory_access(window, tuple(dest), tuple(src), loads, stores)
+
+
+@lru_cache(maxsize=256)
+def _memory_access(window: MemoryWindow, dest: tuple[int, ...], src: tuple[int, ...],
+                   loads: bool, stores: bool) -> st.SearchStrategy[int]:
+    ops = (tuple(LOAD_OPS) if loads else ()) + (tuple(STORE_OPS) if stores else ())
+    options = []
+    for op in ops:
+        size = ACCESS_SIZE[op]
+        step = size if window.aligned else 1
+        first = -(-window.lo // step) * step
+        offsets = st.integers(0, (window.hi - size - first) // step).map(
+            lambda k, step=step, first=first: k * step + first)
+        if op in LOAD_OPS:
+            options.append(st.builds(lambda o, r, op=op: encode(op, r, window.base_reg, imm=o),
+                                     offsets, registers(dest)))
+        else:
+            options.append(st.builds(lambda o, r, op=op: encode(op, 0, window.base_reg, r, imm=o),
+                                     offsets, registers(src)))
+    return st.one_of(options)
+
+
+# ----- one draw per instruction ----------------------------------------------------------------
+# Drawing an instruction field by field costs a few hypothesis draws each; programs of hundreds
+# of instructions are much cheaper to draw as one integer per instruction, decoded here into a
+# valid word (zero decodes to the simplest instruction, so shrinking still simplifies).
+
+def _take(bits: int, n: int) -> tuple[int, int]:
+    return bits % n, bits // n
+
+
+def _imm12_from_bits(bits: int) -> int:
+    if bits & 1:
+        return IMM12_BOUNDARIES[(bits >> 1) % len(IMM12_BOUNDARIES)]
+    return (((bits >> 1) & 0xFFF) ^ 0x800) - 0x800
+
+
+def compute_from_bits(bits: int, dest: Sequence[int], src: Sequence[int]) -> int:
+    """A computational instruction chosen by `bits` (any non-negative integer)."""
+    kind, bits = _take(bits, len(COMPUTATIONAL_KINDS))
+    rd, bits = _take(bits, len(dest))
+    a, bits = _take(bits, len(src))
+    b, bits = _take(bits, len(src))
+    rd, a, b = dest[rd], src[a], src[b]
+    kind_name = COMPUTATIONAL_KINDS[kind]
+    if kind_name in ("alu", "muldiv"):
+        ops = ALU_REG if kind_name == "alu" else MULDIV
+        return encode(ops[bits % len(ops)], rd, a, b)
+    if kind_name == "alu_imm":
+        op, bits = _take(bits, len(I_OPS))
+        return encode(tuple(I_OPS)[op], rd, a, imm=_imm12_from_bits(bits))
+    if kind_name == "shift_imm":
+        op, bits = _take(bits, len(SHIFT_OPS))
+        return encode(tuple(SHIFT_OPS)[op], rd, a, imm=bits & 31)
+    return encode(("lui", "auipc")[bits & 1], rd, imm=(bits >> 1) & 0xF_FFFF)
+
+
+def memory_from_bits(bits: int, window: MemoryWindow, dest: Sequence[int],
+                     src: Sequence[int]) -> int:
+    """A load or store inside `window` chosen by `bits`."""
+    ops = tuple(LOAD_OPS) + tuple(STORE_OPS)
+    op_i, bits = _take(bits, len(ops))
+    op = ops[op_i]
+    size = ACCESS_SIZE[op]
+    step = size if window.aligned else 1
+    first = -(-window.lo // step) * step
+    k, bits = _take(bits, (window.hi - size - first) // step + 1)
+    offset = first + k * step
+    if op in LOAD_OPS:
+        return encode(op, dest[bits % len(dest)], window.base_reg, imm=offset)
+    return encode(op, 0, window.base_reg, src[bits % len(src)], imm=offset)
+
+
+BITS = st.integers(0, (1 << 64) - 1)
+
+
+# ----- straight-line programs: groups of words with forward control flow --------------------
+
+@dataclass(frozen=True)
+class Forward:
+    """A placeholder for a control transfer `skip` groups past the end of its own group (to the
+    program's end at most). `op` is a branch, "jal", or "jalr" (whose offset is relative to the
+    word `back` words before it, an auipc). `misalign` adds 2 to the offset (a trap)."""
+
+    op: str
+    rd: int = 0
+    rs1: int = 0
+    rs2: int = 0
+    skip: int = 0
+    back: int = 0
+    misalign: bool = False
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A placeholder for `sw rs2, off(rs1)` where rs1 holds the address of the word `back` words
+    before this one (an auipc), and the store goes to the first word of group `target`."""
+
+    rs1: int
+    rs2: int
+    target: int
+    back: int = 1
+
+
+Word = int | Forward | Patch
+Group = tuple[Word, ...]
+
+
+def layout(groups: Sequence[Group]) -> list[int]:
+    """Resolve the placeholders of a list of groups into instruction words."""
+    starts, n = [], 0
+    for g in groups:
+        starts.append(n)
+        n += len(g)
+    starts.append(n)
+    words: list[int] = []
+    for gi, g in enumerate(groups):
+        for w in g:
+            here = len(words)
+            if isinstance(w, Forward):
+                target = starts[min(gi + 1 + w.skip, len(groups))]
+                offset = 4 * (target - here + w.back) + (2 if w.misalign else 0)
+                if w.op in BRANCH_OPS:
+                    words.append(encode(w.op, 0, w.rs1, w.rs2, offset))
+                else:
+                    words.append(encode(w.op, w.rd, w.rs1, imm=offset))
+            elif isinstance(w, Patch):
+                offset = 4 * (starts[w.target] - here + w.back)
+                words.append(encode("sw", 0, w.rs1, w.rs2, imm=offset))
+            else:
+                words.append(w)
+    return words
+
+
+def control_groups(dest: Sequence[int], src: Sequence[int], max_skip: int = 6,
+                   misaligned: bool = False) -> st.SearchStrategy[Group]:
+    """A forward branch (taken or not), a jal, or an auipc+jalr pair, linking into `dest`
+    (rd may equal rs1). With `misaligned`, some of them jump to a target 2 bytes off."""
+    return _control_groups(tuple(dest), tuple(src), max_skip, misaligned)
+
+
+@lru_cache(maxsize=256)
+def _control_groups(dest: tuple[int, ...], src: tuple[int, ...], max_skip: int,
+                    misaligned: bool) -> st.SearchStrategy[Group]:
+    skip = st.integers(0, max_skip)
+    mis = st.booleans() if misaligned else st.just(False)
+    rd, rs = registers(dest), registers(src)
+    branch = st.builds(lambda op, a, b, k, m: (Forward(op, 0, a, b, k, misalign=m),),
+                       st.sampled_from(tuple(BRANCH_OPS)), rs, rs, skip, mis)
+    jal = st.builds(lambda d, k, m: (Forward("jal", d, skip=k, misalign=m),), rd, skip, mis)
+    jalr = st.builds(lambda t, d, k, m: (encode("auipc", t, imm=0),
+                                         Forward("jalr", d, t, skip=k, back=1, misalign=m)),
+                     registers(dest), st.one_of(rd, st.just(-1)), skip, mis)
+    # rd == -1 above stands for "link into the auipc's register" (the rd == rs1 case)
+    jalr = jalr.map(lambda g: (g[0], _fix_link(g[1], g[0])))
+    return st.one_of(branch, jal, jalr)
+
+
+def _fix_link(f: Word, auipc: Word) -> Word:
+    assert isinstance(f, Forward) and isinstance(auipc, int)
+    if f.rd == -1:
+        return Forward(f.op, (auipc >> 7) & 0x1F, f.rs1, f.rs2, f.skip, f.back, f.misalign)
+    return f
+
+
+def straight_line_groups(min_size: int = 5, max_size: int = 30,
+                         dest: Sequence[int] = tuple(range(1, 32)), src: Sequence[int] = ALL_REGS,
+                         window: MemoryWindow | None = None, control: bool = True,
+                         extra: st.SearchStrategy[Group] | None = None, cheap: bool = False
+                         ) -> st.SearchStrategy[list[Group]]:
+    """The groups of a straight-line program: computational instructions, loads and stores
+    inside `window`, forward control transfers, and groups drawn from `extra`. With `cheap`,
+    computational instructions and accesses are drawn as one integer each (faster for long
+    programs; operands shrink less well)."""
+    return _straight_line_groups(min_size, max_size, tuple(dest), tuple(src), window, control,
+                                 extra, cheap)
+
+
+@lru_cache(maxsize=256)
+def _straight_line_groups(min_size: int, max_size: int, dest: tuple[int, ...],
+                          src: tuple[int, ...], window: MemoryWindow | None, control: bool,
+                          extra: st.SearchStrategy[Group] | None,
+                          cheap: bool) -> st.SearchStrategy[list[Group]]:
+    if cheap:
+        compute = BITS.map(lambda b: (compute_from_bits(b, dest, src),))
+    else:
+        compute = computational(dest=dest, src=src).map(lambda w: (w,))
+    options = [compute] * 6
+    if window is not None:
+        if cheap:
+            memory = BITS.map(lambda b: (memory_from_bits(b, window, dest, src),))
+        else:
+            memory = memory_access(window, dest, src).map(lambda w: (w,))
+        options += [memory] * 3
+    if control:
+        options += [control_groups(dest, src)] * 2
+    if extra is not None:
+        options += [extra] * 4
+    return st.lists(weighted(options), min_size=min_size, max_size=max_size)
+
+
+def weighted(options: Sequence[st.SearchStrategy[Group]]) -> st.SearchStrategy[Group]:
+    """Draw from one of `options`, each (repeats count) equally likely. (st.one_of favours its
+    first alternatives and merges repeats.)"""
+    options = tuple(options)
+
+    @st.composite
+    def pick(draw: st.DrawFn) -> Group:
+        return draw(options[draw(st.integers(0, len(options) - 1))])
+
+    return pick()
+
+
+def straight_line(min_size: int = 5, max_size: int = 30,
+                  dest: Sequence[int] = tuple(range(1, 32)), src: Sequence[int] = ALL_REGS,
+                  window: MemoryWindow | None = None,
+                  control: bool = True) -> st.SearchStrategy[list[int]]:
+    """A straight-line program (forward branches and jumps only, all targets 4-byte aligned
+    and inside the program or just past its end) of `min_size` to `max_size` groups. It writes
+    only registers of `dest`; loads and stores stay inside `window`; it cannot trap."""
+    return straight_line_groups(min_size, max_size, dest, src, window, control).map(layout)
+
+
+def loop_words(counter: int, iterations: int, body: list[int]) -> list[int]:
+    """`counter = iterations; do { body } while (--counter != 0)`; `body` must not write
+    `counter` and must end by falling through (straight-line code does)."""
+    return ([encode("addi", counter, 0, imm=iterations)] + body
+            + [encode("addi", counter, counter, imm=-1),
+               encode("bne", 0, counter, 0, -4 * (len(body) + 1))])
+
+
+@st.composite
+def loop(draw: st.DrawFn, counter: int = 31, max_iterations: int = 20, min_size: int = 2,
+         max_size: int = 12, dest: Sequence[int] = tuple(range(1, 31)),
+         src: Sequence[int] = ALL_REGS, window: MemoryWindow | None = None) -> list[int]:
+    """A counted loop around a straight-line body that never writes `counter`."""
+    dest = tuple(r for r in dest if r != counter)
+    body = draw(straight_line(min_size, max_size, dest, src, window))
+    return loop_words(counter, draw(st.integers(1, max_iterations)), body)
+
+
+# ----- whole S/U programs for the fast path and the grader ------------------------------------
+
+RAM_BASE = 0x8000_0000
+S_CODE = 0x8040_0000  # the S-mode program (3 pages), entered in the first one
+HANDLER = 0x8040_3000  # stvec: the trap handler (1 page, never written by the program)
+U_CODE = 0x8040_4000  # U-mode functions (2 pages)
+DATA_U = 0x8040_6000  # a data page that U-mode may use (S-mode with SUM)
+DATA_S = 0x8040_7000  # a data page for S-mode only; DATA_BASE_REG points at its start
+PT_ROOT = 0x8041_0000  # Sv32 root table, and the table for 0x8040_0000..0x807F_FFFF
+PT_L0 = 0x8041_1000
+CODE_FRAMES = 0x8042_0000  # with paging, the S code's pages live in some of these 4 frames
+CODE_PAGES = 3
+
+# registers with fixed roles in system programs; generated code writes only x1..x25
+LOOP_REG = 27  # loop counter
+DATA_BASE_REG = 28  # = DATA_S: offsets below 0 reach DATA_U, from 0 up DATA_S
+RESUME_REG = 29  # where a U-mode ecall returns to, in S-mode
+SCRATCH_REGS = (30, 31)  # the trap handler's
+WILD_LINK_REG = 26  # the link register of jumps to arbitrary addresses
+FREE_REGS = tuple(range(1, 26))
+
+PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
+UART_THR = 0x1000_0000
+# (EID, FID): console output comes up often; a7 = 8 (shutdown) only at the end
+SBI_CALLS = ((0x01, 0), (0x01, 0), (0x4442434E, 2), (0x02, 0), (0x10, 0), (0x10, 3), (0x10, 7),
+             (0x4442434E, 2), (0x4442434E, 0), (0x54494D45, 0), (0x03, 0), (0x12345678, 0),
+             (0x00, 0))
+# CSRs the generated code may touch: reading any is fine; writing these cannot wreck the
+# program's structure (stvec and satp stay as set up)
+CSR_READS = ("sstatus", "sie", "stvec", "scounteren", "sscratch", "sepc", "scause", "stval",
+             "sip", "stimecmp", "stimecmph", "satp", "cycle", "time", "instret", "cycleh",
+             "timeh", "instreth")
+CSR_WRITES = ("sstatus", "sie", "scounteren", "sscratch", "sepc", "scause", "stval", "sip",
+              "stimecmp", "time")
+BAD_WORDS = (0x0000_0000, 0xFFFF_FFFF, FIXED["mret"], 0x3000_2573,  # csrr a0, mstatus
+             0x0000_1073 | (0x5FF << 20))  # a CSR that does not exist
+
+
+@dataclass(frozen=True)
+class SystemProgram:
+    """A program and the state to start it in: segments (physical address, bytes) to load,
+    and the initial registers, CSRs, mode and pc. `features` names what the generator put in
+    (for coverage checks)."""
+
+    segments: tuple[tuple[int, bytes], ...]
+    state: MachineState
+    paging: bool
+    features: frozenset[str]
+
+
+def _words_bytes(words: Sequence[int]) -> bytes:
+    return b"".join((w & M32).to_bytes(4, "little") for w in words)
+
+
+@lru_cache(maxsize=8)
+def csr_groups(user: bool) -> st.SearchStrategy[Group]:
+    """A CSR instruction on one of the CSRs a generated program may touch (in U-mode most of
+    them trap), or the re-arming of the timer a little ahead."""
+    def one(op: str, name: str, rd: int, rs1: int) -> Group:
+        return (encode(op, rd, rs1, imm=CSR[name]),)
+
+    reads = st.builds(one, st.sampled_from(("csrrs", "csrrc", "csrrsi", "csrrci")),
+                      st.sampled_from(CSR_READS), registers(FREE_REGS), st.just(0))
+    writes = st.builds(one, st.sampled_from(tuple(CSR_OPS)), st.sampled_from(CSR_WRITES),
+                       st.one_of(st.just(0), registers(FREE_REGS)), registers(range(32)))
+    rearm = st.builds(lambda r, k: (encode("csrrs", r, 0, imm=CSR["time"]),
+                                    encode("addi", r, r, imm=k),
+                                    encode("csrrw", 0, r, imm=CSR["stimecmp"])),
+                      registers(FREE_REGS), st.integers(1, 300))
+    if user:
+        return weighted([reads, writes])
+    return weighted([reads, reads, writes, rearm])
+
+
+@lru_cache(maxsize=8)
+def sbi_groups() -> st.SearchStrategy[Group]:
+    """An SBI call (from S-mode: the firmware; from U-mode: a trap that ends the U call)."""
+    def call(eid_fid: tuple[int, int], a0: int) -> Group:
+        eid, fid = eid_fid
+        return (*li(17, eid), encode("addi", 16, 0, imm=fid),
+                *([] if a0 is None else li(10, a0)), FIXED["ecall"])
+
+    a0 = st.one_of(st.none(), st.sampled_from((65, 10, DATA_S - 16, 3)), reg_values())
+    return st.builds(call, st.sampled_from(SBI_CALLS), a0)
+
+
+@lru_cache(maxsize=8)
+def system_extra_groups(user: bool) -> st.SearchStrategy[Group]:
+    """The unusual groups of system programs: CSR accesses, SBI calls, traps of every kind,
+    privileged instructions, fences, accesses through arbitrary registers."""
+    free = registers(FREE_REGS)
+    any_reg = registers(range(32))
+    memory_any = st.builds(
+        lambda op, r, b, i: (encode(op, r, b, imm=i) if op in LOAD_OPS
+                             else encode(op, 0, b, r, imm=i),),
+        st.sampled_from(tuple(LOAD_OPS) + tuple(STORE_OPS)), free, any_reg, imm12s())
+    # aligned accesses at x0 + imm: never RAM (an access fault, or a page fault with paging)
+    memory_low = st.builds(
+        lambda op, r, i: (encode(op, r, 0, imm=i & -4) if op in LOAD_OPS
+                          else encode(op, 0, 0, r, imm=i & -4),),
+        st.sampled_from(tuple(LOAD_OPS) + tuple(STORE_OPS)), free, imm12s())
+    misaligned_data = st.builds(
+        lambda op, r, i: (encode(op, r, DATA_BASE_REG, imm=i) if op in LOAD_OPS
+                          else encode(op, 0, DATA_BASE_REG, r, imm=i),),
+        st.sampled_from(("lh", "lhu", "lw", "sh", "sw")), free,
+        st.integers(-1000, 1000).map(lambda i: i | 1))
+    simple = st.sampled_from([(FIXED["ebreak"],), (FIXED["fence"],), (FIXED["fence.i"],),
+                              (FIXED["wfi"],), (FIXED["sret"],) if user else (FIXED["ebreak"],)]
+                             + [(w,) for w in BAD_WORDS])
+    sfence = st.builds(lambda a, b: (encode("sfence.vma", 0, a, b),), any_reg, any_reg)
+    # a byte to the UART's transmit register (a page fault with paging: it is not mapped)
+    uart = st.builds(lambda r, v: (*li(r, UART_THR), encode("sb", 0, r, v, imm=0)),
+                     free, any_reg)
+    # a jump anywhere: a fetch fault (or not) that the handler returns from to WILD_LINK_REG
+    wild = st.builds(lambda b, i: (encode("jalr", WILD_LINK_REG, b, imm=i),), any_reg, imm12s())
+    return weighted([csr_groups(user), csr_groups(user), sbi_groups(), sbi_groups(),
+                     memory_any, memory_any, memory_low, memory_low, misaligned_data, simple,
+                     simple, sfence, wild, wild, wild, uart,
+                     control_groups(FREE_REGS, range(32), misaligned=True)])
+
+
+@st.composite
+def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int) -> list[Group]:
+    """Straight-line groups, some of which overwrite a computational group of the same section
+    (before or after them) with a new instruction word."""
+    window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
+    groups = draw(straight_line_groups(min_size, max_size, FREE_REGS, range(32), window, True,
+                                       system_extra_groups(user), cheap=True))
+    targets = [i for i, g in enumerate(groups) if len(g) == 1 and isinstance(g[0], int)
+               and g[0] & 0x7F in (0x13, 0x33, 0x37, 0x17)]
+    if targets:
+        for _ in range(draw(st.integers(0, 3))):
+            new = draw(st.one_of(computational(dest=FREE_REGS),
+                                 st.sampled_from((FIXED["ebreak"], 0, FIXED["ecall"]))))
+            rv = draw(registers(FREE_REGS))
+            rt = draw(registers(tuple(r for r in FREE_REGS if r != rv)))
+            target = draw(st.sampled_from(targets))
+            at = draw(st.integers(0, len(groups)))
+            groups = [_shift_patches(g, at) for g in groups]
+            groups.insert(at, (*li(rv, new), encode("auipc", rt, imm=0),
+                               Patch(rt, rv, target + (target >= at))))
+            targets = [t + (t >= at) for t in targets]
+    return groups
+
+
+def _shift_patches(g: Group, inserted_at: int) -> Group:
+    """Keep the Patch placeholders of `g` pointing at the same groups after a group was
+    inserted at `inserted_at`."""
+    return tuple(Patch(w.rs1, w.rs2, w.target + 1, w.back)
+                 if isinstance(w, Patch) and w.target >= inserted_at else w for w in g)
+
+
+def _u_call(function_address: int) -> Group:
+    """Enter U-mode at a function through sret; its ecall comes back after this group."""
+    hi, lo = split_hi_lo(function_address)
+    body = [encode("lui", 30, imm=hi), encode("addi", 30, 30, imm=lo),
+            encode("csrrw", 0, 30, imm=CSR["sepc"]),
+            encode("addi", 30, 0, imm=SSTATUS_SPP), encode("csrrc", 0, 30, imm=CSR["sstatus"]),
+            FIXED["sret"]]
+    return (encode("auipc", RESUME_REG, imm=0),
+            encode("addi", RESUME_REG, RESUME_REG, imm=4 * (len(body) + 2)), *body)
+
+
+def handler_words(rearm: int | None) -> list[int]:
+    """The S-mode trap handler. Exceptions resume after the trapping instruction, except: an
+    instruction access or page fault (a jump to an arbitrary address) returns to the address in
+    WILD_LINK_REG, and an ecall from U-mode returns to S-mode at RESUME_REG. The timer interrupt
+    re-arms the timer `rearm` ahead, or (None) masks it in sie. Uses only x30 and x31."""
+    t, c = 30, 31
+    irq = ([encode("csrrs", t, 0, imm=CSR["time"]), encode("addi", t, t, imm=rearm),
+            encode("csrrw", 0, t, imm=CSR["stimecmp"])] if rearm is not None
+           else [encode("addi", t, 0, imm=STIE), encode("csrrc", 0, t, imm=CSR["sie"])])
+    irq_at, wild_at, out_at = 17, 15, 14
+    words = [encode("csrrs", c, 0, imm=CSR["scause"]),  # 0
+             encode("blt", 0, c, 0, 4 * (irq_at - 1)),  # 1
+             encode("addi", t, 0, imm=1),  # 2: instruction access fault
+             encode("beq", 0, c, t, 4 * (wild_at - 3)),  # 3
+             encode("addi", t, 0, imm=12),  # 4: instruction page fault
+             encode("beq", 0, c, t, 4 * (wild_at - 5)),  # 5
+             encode("csrrs", t, 0, imm=CSR["sepc"]),  # 6: skip the trapping instruction
+             encode("addi", t, t, imm=4),  # 7
+             encode("csrrw", 0, t, imm=CSR["sepc"]),  # 8
+             encode("addi", t, 0, imm=8),  # 9: ecall from U-mode
+             encode("bne", 0, c, t, 4 * (out_at - 10)),  # 10
+             encode("csrrw", 0, RESUME_REG, imm=CSR["sepc"]),  # 11: back to S at RESUME_REG
+             encode("addi", t, 0, imm=SSTATUS_SPP),  # 12
+             encode("csrrs", 0, t, imm=CSR["sstatus"]),  # 13
+             FIXED["sret"],  # 14 = out_at
+             encode("csrrw", 0, WILD_LINK_REG, imm=CSR["sepc"]),  # 15 = wild_at
+             FIXED["sret"],  # 16
+             *irq, FIXED["sret"]]  # 17 = irq_at
+    return words
+
+
+def _page_table(data_u_flags: int, data_s_flags: int, mega_flags: int,
+                code_pa: Sequence[int]) -> list[tuple[int, bytes]]:
+    """The Sv32 table: identity for everything but the S code pages, whose i-th virtual page
+    maps to code_pa[i]."""
+    root = bytearray(4096)
+    l0 = bytearray(4096)
+
+    def put(table: bytearray, index: int, pte: int) -> None:
+        table[index * 4:index * 4 + 4] = pte.to_bytes(4, "little")
+
+    put(root, S_CODE >> 22, (PT_L0 >> 12) << 10 | PTE_V)
+    put(root, RAM_BASE >> 22, (RAM_BASE >> 12) << 10 | mega_flags)  # a 4 MiB megapage
+    rwx_ad = PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D
+    flags = {S_CODE + 0x1000 * i: rwx_ad for i in range(CODE_PAGES)}
+    flags[HANDLER] = PTE_V | PTE_R | PTE_X | PTE_A
+    flags[U_CODE] = flags[U_CODE + 0x1000] = rwx_ad | PTE_U
+    flags[DATA_U] = data_u_flags
+    flags[DATA_S] = data_s_flags
+    pa = {S_CODE + 0x1000 * i: code_pa[i] for i in range(CODE_PAGES)}
+    for va, f in flags.items():
+        put(l0, (va >> 12) & 0x3FF, (pa.get(va, va) >> 12) << 10 | f)
+    return [(PT_ROOT, bytes(root)), (PT_L0, bytes(l0))]
+
+
+DATA_FLAGS = (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,) * 4 + (
+    PTE_V | PTE_R | PTE_A,  # read-only
+    PTE_V | PTE_R | PTE_W | PTE_A,  # D clear: stores fault (Svade)
+    PTE_V | PTE_R | PTE_W,  # A clear: every access faults
+    PTE_V | PTE_X | PTE_A,  # execute-only: loads need MXR
+    0)  # invalid
+
+
+@st.composite
+def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: int = 6,
+                    ends: tuple[str, ...] = ("shutdown", "spin", "spin")) -> SystemProgram:
+    """A whole program that starts in S-mode in the first page of S_CODE (often near its end,
+    so that it runs across pages) with stvec = HANDLER: sections of straight-line code (with
+    traps of all kinds, CSR accesses, SBI calls and stores into its own code), long sections
+    without control flow, counted loops, and calls into U-mode functions through sret (which
+    return with ecall); a timer that fires every few hundred instructions; and with `paging`,
+    Sv32 with an identity map whose data pages have drawn permissions. Ends with an SBI
+    shutdown or a tight loop, as `ends` says (a list to draw from)."""
+    features: set[str] = set()
+    if paging is None:
+        paging = draw(st.sampled_from((False, True)))
+    # U-mode functions, laid out one after the other
+    u_functions: list[int] = []
+    u_words: list[int] = []
+    for _ in range(draw(st.integers(0, 3))):
+        u_functions.append(U_CODE + 4 * len(u_words))
+        u_words += layout(draw(_patchable_section(True, 2, 12))) + [FIXED["ecall"]]
+    # the S-mode program
+    groups: list[Group] = []
+    for _ in range(draw(st.integers(1, max_sections))):
+        kind = draw(st.sampled_from(["straight", "straight", "loop", "long", "ucall", "ucall"]
+                                    if u_functions else ["straight", "straight", "loop", "long"]))
+        features.add(kind)
+        if kind == "straight":
+            groups.append(tuple(layout(draw(_patchable_section(False, 3, 25)))))
+        elif kind == "long":  # no control flow: longer than a compiled block may be
+            window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
+            groups.append(tuple(layout(draw(straight_line_groups(
+                66, 80, FREE_REGS, range(32), window, control=False, cheap=True)))))
+        elif kind == "loop":
+            body = layout(draw(_patchable_section(False, 2, 12)))
+            groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
+        else:
+            groups.append(_u_call(draw(st.sampled_from(u_functions))))
+    end = draw(st.sampled_from(ends))
+    groups.append((encode("addi", 17, 0, imm=8), FIXED["ecall"]) if end == "shutdown"
+                  else (encode("jal", 0, imm=0),))
+    s_words = layout(groups)
+    # start anywhere in the first page, often near its end: code then runs across pages
+    pad = draw(st.sampled_from((0, 1024 - 4, 1024 - 20, 1024 - 50, None)))
+    if pad is None:
+        pad = draw(st.integers(0, 1023))
+    pad = min(pad, CODE_PAGES * 1024 - len(s_words))
+    entry = S_CODE + 4 * pad
+    assert pad >= 0 and len(u_words) <= 2048
+    rearm = draw(st.sampled_from((None, 0, 0, 0)))
+    if rearm is not None:
+        rearm = draw(st.integers(20, 250))
+    # with paging, the S code's virtual pages map to physical frames in a drawn order (so
+    # code that runs across a page boundary continues in another frame)
+    frames = draw(st.permutations(range(CODE_PAGES + 1)))
+    code_pa = ([CODE_FRAMES + 0x1000 * f for f in frames[:CODE_PAGES]] if paging
+               else [S_CODE + 0x1000 * i for i in range(CODE_PAGES)])
+    # the code pages around the program hold other (never reached) code: a fetch from the
+    # wrong frame, or past the end of a page, would run it
+    decoy = draw(st.lists(BITS.map(lambda b: compute_from_bits(b, FREE_REGS, range(32))),
+                          min_size=3, max_size=8))
+    filler = decoy * (((CODE_PAGES + 1) * 1024) // len(decoy) + 1)
+    image = bytearray(_words_bytes(filler[:(CODE_PAGES + 1) * 1024]))
+    image[4 * pad:4 * pad + 4 * len(s_words)] = _words_bytes(s_words)
+    segments = [(code_pa[i], bytes(image[i * 4096:(i + 1) * 4096])) for i in range(CODE_PAGES)]
+    if paging:  # the spare frame
+        segments.append((CODE_FRAMES + 0x1000 * frames[CODE_PAGES], bytes(image[-4096:])))
+    segments.append((HANDLER, _words_bytes(handler_words(rearm))))
+    if u_words:
+        segments.append((U_CODE, _words_bytes(u_words)))
+    data = draw(st.binary(min_size=0, max_size=256))
+    if data:
+        segments.append((DATA_S - len(data) // 2, data))
+    csrs: list[tuple[int, int]] = [(CSR["stvec"], HANDLER)]
+    if paging:
+        segments += _page_table(draw(st.sampled_from(DATA_FLAGS)) | PTE_U,
+                                draw(st.sampled_from(DATA_FLAGS)),
+                                draw(st.sampled_from((0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,
+                                                      PTE_V | PTE_R | PTE_A | PTE_G))),
+                                code_pa)
+        asid = draw(st.integers(0, 0x1FF))
+        csrs.append((CSR["satp"], 1 << 31 | asid << 22 | PT_ROOT >> 12))
+        features.add("paging")
+    status = draw(st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SUM, SSTATUS_MXR))))
+    timer = draw(st.sampled_from((0, 0, 0, (1 << 64) - 1))) or draw(st.integers(1, 400))
+    sie = draw(st.sampled_from((STIE, STIE, STIE, 0)))
+    csrs += [(CSR["sstatus"], sum(status)), (CSR["sie"], sie),
+             (CSR["scounteren"], draw(st.integers(0, 7))),
+             (CSR["sscratch"], draw(reg_values())),
+             (CSR["stimecmp"], timer & M32), (CSR["stimecmph"], timer >> 32)]
+    regs = draw(register_files(fixed={DATA_BASE_REG: DATA_S, RESUME_REG: entry,
+                                      WILD_LINK_REG: entry, 30: 0, 31: 0, LOOP_REG: 0}))
+    state = MachineState(regs=regs, pc=entry, mode=1, csrs=tuple(csrs))
+    return SystemProgram(tuple(segments), state, paging, frozenset(features))

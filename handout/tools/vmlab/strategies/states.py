@@ -1,0 +1,113 @@
+"""Strategies for machine states: register files, CSR settings, privilege mode, pc.
+
+A `MachineState` is plain data. `apply` sets it on anything with the machine API's
+`set_reg`, `set_csr`, `set_mode` and `pc` (the reference machine, a student's VMM wrapper).
+CSRs are written in the order given, with the write semantics of S-mode (WARL), so a state
+may name values that read back differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hypothesis import strategies as st
+
+M32 = 0xFFFF_FFFF
+U_MODE, S_MODE = 0, 1
+
+# CSR numbers (the privileged spec's), as the machine's csr.py also defines them
+CSR: dict[str, int] = {
+    "sstatus": 0x100, "sie": 0x104, "stvec": 0x105, "scounteren": 0x106, "sscratch": 0x140,
+    "sepc": 0x141, "scause": 0x142, "stval": 0x143, "sip": 0x144, "stimecmp": 0x14D,
+    "stimecmph": 0x15D, "satp": 0x180, "cycle": 0xC00, "time": 0xC01, "instret": 0xC02,
+    "cycleh": 0xC80, "timeh": 0xC81, "instreth": 0xC82,
+}
+SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP = 1 << 1, 1 << 5, 1 << 8
+SSTATUS_SUM, SSTATUS_MXR = 1 << 18, 1 << 19
+STIE = STIP = 1 << 5
+NO_TIMER = (1 << 64) - 1
+
+BOUNDARY_VALUES = (0, 1, 2, 0x7FF, 0x800, 0xFFF, 0x7FFF_FFFF, 0x8000_0000, 0x8000_0001,
+                   0xFFFF_FFFF, 0xFFFF_FFFE, 0xFFFF_F800, 0x8040_0000)
+
+
+class MachineLike(Protocol):
+    pc: int
+
+    def set_reg(self, i: int, value: int) -> None: ...
+    def set_csr(self, num: int, value: int) -> None: ...
+    def set_mode(self, mode: int, virtual: bool = False) -> None: ...
+
+
+@dataclass(frozen=True)
+class MachineState:
+    """Registers x0..x31 (x0 is 0), the pc, the mode (0 U, 1 S) and CSR writes in order."""
+
+    regs: tuple[int, ...]
+    pc: int
+    mode: int
+    csrs: tuple[tuple[int, int], ...] = ()
+
+    def apply(self, m: MachineLike) -> None:
+        for num, value in self.csrs:
+            m.set_csr(num, value)
+        for i, value in enumerate(self.regs):
+            if i:
+                m.set_reg(i, value)
+        m.set_mode(self.mode)
+        m.pc = self.pc
+
+
+def register_values() -> st.SearchStrategy[int]:
+    """32 bits, unsigned; a boundary value about half the time (one draw: cheap)."""
+    return st.integers(0, (2 << 32) - 1).map(
+        lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+
+
+def register_files(fixed: Mapping[int, int] | None = None) -> st.SearchStrategy[tuple[int, ...]]:
+    """x0..x31: x0 = 0, the registers of `fixed` as given, the rest drawn (boundaries often)."""
+    fixed = dict(fixed or {})
+    return st.lists(register_values(), min_size=32, max_size=32).map(
+        lambda values: tuple(0 if i == 0 else fixed.get(i, v) for i, v in enumerate(values)))
+
+
+@st.composite
+def timer_settings(draw: st.DrawFn, now: int = 0,
+                   horizon: int = 700) -> tuple[tuple[int, int], ...]:
+    """stimecmp (both halves) a little after `now`, at or before it (pending), or never."""
+    value = draw(st.one_of(st.integers(now + 1, now + horizon), st.integers(0, now),
+                           st.just(NO_TIMER), st.integers(0, NO_TIMER)))
+    return ((CSR["stimecmp"], value & M32), (CSR["stimecmph"], value >> 32))
+
+
+@st.composite
+def csr_settings(draw: st.DrawFn, stvec: int | None = None, satp: int = 0,
+                 now: int = 0) -> tuple[tuple[int, int], ...]:
+    """The S-mode CSRs a test may start from: sstatus (any of SIE SPIE SPP SUM MXR), sie,
+    scounteren, sscratch, sepc, scause, stval, the timer, stvec and satp as given."""
+    status = draw(st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM,
+                                           SSTATUS_MXR))))
+    out = [(CSR["sstatus"], sum(status)),
+           (CSR["sie"], draw(st.sampled_from((0, STIE)))),
+           (CSR["scounteren"], draw(st.integers(0, 7))),
+           (CSR["sscratch"], draw(register_values())),
+           (CSR["sepc"], draw(register_values()) & ~3),
+           (CSR["scause"], draw(st.sampled_from((0, 2, 8, 13, 0x8000_0005)))),
+           (CSR["stval"], draw(register_values())),
+           (CSR["satp"], satp)]
+    if stvec is not None:
+        out.append((CSR["stvec"], stvec))
+    out += draw(timer_settings(now))
+    return tuple(out)
+
+
+@st.composite
+def machine_states(draw: st.DrawFn, pc: int = 0x8040_0000, modes: Sequence[int] = (S_MODE, U_MODE),
+                   fixed_regs: Mapping[int, int] | None = None, stvec: int | None = None,
+                   satp: int = 0) -> MachineState:
+    """A whole initial state: registers (with `fixed_regs`), CSRs, a mode from `modes`, `pc`."""
+    return MachineState(regs=draw(register_files(fixed_regs)), pc=pc,
+                        mode=draw(st.sampled_from(tuple(modes))),
+                        csrs=draw(csr_settings(stvec=stvec, satp=satp)))

@@ -1,0 +1,239 @@
+"""The grader end to end: the solution earns full marks, the handout zero on every part, every
+hand-written buggy VMM loses the points of its part (and only those), a crashing or hanging
+submission costs only its examples, the rubric's errors name file, line and field, and every
+results.json validates against the schema."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from buggy_vmms import BUGS, Bug
+from vmlab.errors import UsageError
+from vmlab.grade import grade_lab
+from vmlab.gradescope import validate_results
+from vmlab.rubric import load as load_rubric
+from vmlab.submission import assemble
+
+REPO = Path(__file__).resolve().parents[1]
+HANDOUT = REPO / "handout"
+SOLUTION = REPO / "solution"
+RUBRIC = load_rubric()
+UNIT_PARTS = [p for p in RUBRIC.parts if p != "whole-guests"]
+
+
+def grade(tmp_path: Path, submission: Path, tests: list, rubric=RUBRIC) -> dict:
+    lab, _, _ = assemble(submission, HANDOUT, rubric.editable, into=tmp_path / "lab")
+    results = grade_lab(lab, rubric, tests, tmp_path / "results.json")
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == results
+    validate_results(on_disk)
+    return results
+
+
+def scores(results: dict) -> dict[str, tuple[float, float]]:
+    out = {}
+    for t in results["tests"]:
+        test_id = t["name"].rsplit("[", 1)[-1].rstrip("]")
+        out[test_id] = (t["score"], t["max_score"])
+    return out
+
+
+def visible(parts: list[str]) -> list:
+    return [t for t in RUBRIC.tests if t.visible and t.part in parts]
+
+
+def buggy_submission(tmp_path: Path, bug: Bug) -> Path:
+    sub = tmp_path / "submission"
+    (sub / "vmm").mkdir(parents=True)
+    for name in RUBRIC.editable:
+        text = (SOLUTION / name).read_text()
+        if name == bug.file:
+            assert text.count(bug.old) == 1, bug.name
+            text = text.replace(bug.old, bug.new)
+        (sub / name).write_text(text)
+    return sub
+
+
+# ----- the rubric -------------------------------------------------------------------------------
+
+def test_every_part_has_a_visible_and_a_hidden_test_of_500_examples() -> None:
+    for part in RUBRIC.parts:
+        tests = [t for t in RUBRIC.tests if t.part == part]
+        assert any(t.visible for t in tests), part
+        assert any(not t.visible and t.examples >= 500 for t in tests), part
+    assert {t.seed for t in RUBRIC.tests if t.visible}.isdisjoint(
+        {t.seed for t in RUBRIC.tests if not t.visible})
+
+
+@pytest.mark.parametrize("edit, field", [
+    (('weight = 4\n', 'weight = "four"\n'), "tests[0].weight"),
+    (('visibility = "visible"\n', 'visibility = "secret"\n'), "tests[0].visibility"),
+    (('part = "trap-dispatch"\n', 'part = "trap-dispach"\n'), "tests[0].part"),
+    (('time_limit = 540', 'time_limt = 540'), "lab"),
+])
+def test_a_bad_rubric_is_named_by_file_line_and_field(tmp_path: Path, edit, field) -> None:
+    text = RUBRIC.path.read_text()
+    assert edit[0] in text
+    bad = tmp_path / "rubric.toml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(UsageError) as e:
+        load_rubric(bad)
+    message = str(e.value)
+    assert str(bad) in message and field in message and "line " in message, message
+    line = int(message.split("line ")[1].split(",")[0])
+    assert edit[1].split("=")[0].strip() in bad.read_text().splitlines()[line - 1] or \
+        field == "lab", message
+
+
+# ----- the solution and the handout -------------------------------------------------------------
+
+def test_the_solution_earns_full_marks_on_the_visible_tests(tmp_path: Path) -> None:
+    results = grade(tmp_path, SOLUTION, [t for t in RUBRIC.tests if t.visible])
+    lost = {k: v for k, v in scores(results).items() if v[0] != v[1]}
+    assert not lost, {k: [t["output"] for t in results["tests"] if k in t["name"]] for k in lost}
+    assert len(results["tests"]) == sum(t.visible for t in RUBRIC.tests)
+
+
+def test_the_untouched_handout_scores_zero_on_every_part(tmp_path: Path) -> None:
+    results = grade(tmp_path, HANDOUT, [t for t in RUBRIC.tests if t.visible])
+    s = scores(results)
+    assert len(s) == sum(t.visible for t in RUBRIC.tests)
+    assert all(score == 0 and top > 0 for score, top in s.values()), s
+    for t in results["tests"]:
+        assert "not written yet" in t["output"] or "failed" in t["output"], t["output"]
+
+
+# ----- buggy VMMs ---------------------------------------------------------------------------------
+
+# Bugs the part's own property does not reach yet (documented gaps, not hidden ones): a strict
+# xfail fails the day a property starts catching one, so the list stays true.
+GAPS = {"blocked-ipc-skips-ecall": "the hypercall property leaves the IPC extension to the ipc "
+                                   "part, and no whole-guest property runs IPC guests yet"}
+
+
+@pytest.mark.parametrize("bug", [
+    pytest.param(b, marks=pytest.mark.xfail(strict=True, reason=GAPS[b.name]))
+    if b.name in GAPS else b for b in BUGS], ids=[b.name for b in BUGS])
+def test_a_buggy_vmm_loses_the_points_of_its_part(tmp_path: Path, bug: Bug) -> None:
+    results = grade(tmp_path, buggy_submission(tmp_path, bug), visible([bug.part]))
+    s = scores(results)
+    assert any(score < top for score, top in s.values()), (bug.name, s)
+    failed = next(t for t in results["tests"] if t["score"] < t["max_score"])
+    assert "First difference" in failed["output"] or "raised" in failed["output"], \
+        failed["output"]
+
+
+ISOLATED = ["user-ecall-treated-as-hypercall", "reflect-sepc-next-instruction",
+            "csr-pc-not-advanced", "shadow-grants-rwx", "flush-skips-hardware-sfence",
+            "gstage-maps-gpa-as-hpa", "ring-full-one-early", "send-does-not-wake-receiver"]
+
+
+@pytest.mark.parametrize("name", ISOLATED)
+def test_a_bug_costs_only_its_own_part_among_the_parts(tmp_path: Path, name: str) -> None:
+    bug = next(b for b in BUGS if b.name == name)
+    results = grade(tmp_path, buggy_submission(tmp_path, bug), visible(UNIT_PARTS))
+    by_part = {t.id: t.part for t in RUBRIC.tests}
+    lost = {by_part[k] for k, (score, top) in scores(results).items() if score < top}
+    assert lost == {bug.part}, (name, lost)
+
+
+# ----- a hostile or broken submission -------------------------------------------------------------
+
+def hostile(tmp_path: Path, body: str) -> Path:
+    sub = buggy_submission(tmp_path, BUGS[0])
+    text = (SOLUTION / "vmm/trap.py").read_text()
+    marker = '    v = guest.vcpu\n    if v.trap_entry and cause in FETCH_FAULTS'
+    assert marker in text
+    (sub / "vmm/trap.py").write_text(text.replace(marker, body + marker, 1))
+    return sub
+
+
+@pytest.mark.parametrize("body, kind", [
+    ("    import os\n    os._exit(3)\n", "exited"),
+    ("    while True:\n        pass\n", "no answer within"),
+    ("    import os\n    os.write(1, b'{\"ok\": true, \"result\": {}}\\n')\n", None),
+])
+def test_a_crash_a_hang_or_a_lie_costs_only_that_test(tmp_path: Path, body: str, kind) -> None:
+    rubric = dataclasses.replace(RUBRIC, example_time_limit=3)
+    tests = [t for t in rubric.tests if t.visible and t.part in ("reflect", "bounded-buffer")]
+    results = grade(tmp_path, hostile(tmp_path, body), tests, rubric)
+    s = scores(results)
+    assert s["bounded-buffer"] == (3, 3), s
+    if kind is None:  # the student's prints cannot reach the answers: the lie is never heard
+        assert s["reflect"] == (3, 3), s
+        return
+    assert s["reflect"][0] == 0, s
+    out = next(t["output"] for t in results["tests"] if "[reflect]" in t["name"])
+    assert kind in out, out
+
+
+def test_only_editable_files_are_taken_and_the_submission_is_untouched(tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    shutil.copytree(SOLUTION, sub, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    (sub / "machine" / "hart.py").write_text("raise SystemExit('cheating')\n")
+    (sub / "vmm" / "monitor.py").write_text("raise SystemExit('cheating')\n")
+    before = {p: p.read_bytes() for p in sub.rglob("*") if p.is_file()}
+    lab, taken, missing = assemble(sub, HANDOUT, RUBRIC.editable, into=tmp_path / "lab")
+    assert not missing and sorted(taken) == sorted(RUBRIC.editable)
+    assert (lab / "machine" / "hart.py").read_bytes() == (HANDOUT / "machine/hart.py").read_bytes()
+    assert (lab / "vmm" / "monitor.py").read_bytes() == (HANDOUT / "vmm/monitor.py").read_bytes()
+    assert (lab / "vmm" / "trap.py").read_bytes() == (SOLUTION / "vmm/trap.py").read_bytes()
+    assert before == {p: p.read_bytes() for p in sub.rglob("*") if p.is_file()}
+
+
+def test_a_zip_with_the_files_at_its_top_is_graded(tmp_path: Path) -> None:
+    z = tmp_path / "submission.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("channels.py", (SOLUTION / "vmm/channels.py").read_text())
+    results = grade(tmp_path, z, visible(["bounded-buffer", "hypercall"]))
+    s = scores(results)
+    assert s["bounded-buffer"] == (3, 3) and s["hypercall"][0] == 0, s
+
+
+def _without_times(results: dict) -> str:
+    results.pop("execution_time", None)
+    for t in results["tests"]:
+        t.pop("execution_time", None)
+    return json.dumps(results, sort_keys=True)
+
+
+def test_grading_gives_byte_identical_results_in_any_process(tmp_path: Path) -> None:
+    """Twice here, and once through the command line in a fresh process with another hash seed
+    and other modules imported (as on Gradescope): the same examples, the same bytes."""
+    bug = next(b for b in BUGS if b.name == "reflect-sepc-next-instruction")
+    tests = visible(["reflect", "bounded-buffer"])
+    runs = []
+    for i in range(2):
+        r = grade(tmp_path / str(i), buggy_submission(tmp_path / str(i), bug), tests)
+        runs.append(_without_times(r))
+    sub = buggy_submission(tmp_path / "cli", bug)
+    out = tmp_path / "cli" / "results.json"
+    done = subprocess.run([sys.executable, "-m", "vmlab", "grade", str(sub), "--out", str(out),
+                           "--test", "reflect", "--test", "bounded-buffer"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert done.returncode == 0, done.stderr
+    runs.append(_without_times(json.loads(out.read_text())))
+    assert "First difference" in runs[0]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_the_replay_command_reproduces_the_failure(tmp_path: Path) -> None:
+    bug = next(b for b in BUGS if b.name == "reflect-sepc-next-instruction")
+    sub = buggy_submission(tmp_path, bug)
+    results = grade(tmp_path, sub, visible(["reflect"]))
+    out = results["tests"][0]["output"]
+    command = next(line for line in out.splitlines() if line.startswith("vmlab replay"))
+    lab, _, _ = assemble(sub, HANDOUT, RUBRIC.editable, into=tmp_path / "replay")
+    done = subprocess.run([sys.executable, "-m", "vmlab", *command.split()[1:]], cwd=lab,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "FAILS: `sepc`" in done.stdout, done.stdout
