@@ -218,6 +218,69 @@ def vmm_rows() -> None:
         print(f"  {'IPC ping-pong, ' + paging:<40} {measure_ipc(2_000, paging):8.0f} round trips/s")
 
 
+# Runs one vmlab command in a child Python and reports, on its last line of stderr, the peak
+# resident memory of that process and of its largest child (the grader's worker).
+MEASURED = """
+import resource, runpy, sys
+sys.argv = ["vmlab", *sys.argv[1:]]
+try:
+    runpy.run_module("vmlab", run_name="__main__")
+except SystemExit:
+    pass
+me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"PEAK {me} {kids}", file=sys.stderr)
+"""
+
+
+def measure_command(args: list[str], cwd: Path) -> tuple[float, float, int, int]:
+    """Wall seconds, CPU seconds (the command and its children), and peak resident KiB of the
+    command's process and of its largest child."""
+    import subprocess
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", MEASURED, *args], cwd=cwd,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    peak = next((line.split() for line in reversed(done.stderr.splitlines())
+                 if line.startswith("PEAK ")), None)
+    if peak is None:
+        raise SystemExit(f"vmlab {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return wall, cpu, int(peak[1]), int(peak[2])
+
+
+def grader_rows() -> None:
+    """The autograder on the solution (every test) and on the untouched handout, and a
+    student's `vmlab check` in a finished handout."""
+    import shutil
+    import tempfile
+
+    print("the grader (wall and CPU seconds; peak resident memory of the grader and its worker)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        student = work / "student"
+        shutil.copytree(REPO / "handout", student, ignore=shutil.ignore_patterns(".venv", "tools"))
+        from vmlab.rubric import load
+        for name in load().editable:
+            shutil.copy(REPO / "solution" / name, student / name)
+        runs = [("vmlab grade solution, all 30 tests", ["grade", str(REPO / "solution"),
+                                                         "--out", str(work / "s.json")], 1),
+                ("vmlab grade handout (untouched)", ["grade", str(REPO / "handout"),
+                                                     "--out", str(work / "h.json")], 3),
+                ("vmlab check, a finished handout", ["check"], 3)]
+        for name, args, repeat in runs:
+            cwd = student if args[0] == "check" else work
+            got = [measure_command(args, cwd) for _ in range(repeat)]
+            wall = statistics.median(g[0] for g in got)
+            cpu = statistics.median(g[1] for g in got)
+            grader = max(g[2] for g in got) / 1024
+            worker = max(g[3] for g in got) / 1024
+            print(f"  {name:<40} {wall:6.1f} s wall {cpu:6.1f} s CPU   "
+                  f"{grader:4.0f} MB + {worker:4.0f} MB   (median of {repeat})")
+
+
 def main() -> None:
     rows = [
         ("countdown loop, paging off", COUNTDOWN, 1_000_000, True),
@@ -236,6 +299,7 @@ def main() -> None:
     print(f"  fast path / interpreter: {off / results['compute loop, reference interpreter']:.1f}x")
     print(f"  peak Python heap, compute loop: {peak_memory(KERNEL, 20_000) / 1e6:.1f} MB")
     vmm_rows()
+    grader_rows()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak resident memory of this whole benchmark: {rss:.0f} MB")
 

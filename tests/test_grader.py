@@ -145,6 +145,21 @@ def test_a_bug_costs_only_its_own_part_among_the_parts(tmp_path: Path, name: str
     assert lost == {bug.part}, (name, lost)
 
 
+# ----- out of time ----------------------------------------------------------------------------
+
+def test_out_of_time_a_test_is_judged_on_the_examples_it_ran(tmp_path: Path) -> None:
+    """A slow machine cuts a test short: a right VMM keeps its points, a wrong one still loses
+    them although the time ran out while hypothesis was shrinking."""
+    quick = [dataclasses.replace(t, time_limit=0.001) for t in visible(["reflect"])]
+    right = grade(tmp_path / "right", SOLUTION, quick)["tests"][0]
+    assert right["score"] == right["max_score"], right["output"]
+    assert "Stopped after 10 of 150 examples" in right["output"], right["output"]
+    bug = next(b for b in BUGS if b.name == "reflect-sepc-next-instruction")
+    wrong = grade(tmp_path / "wrong", buggy_submission(tmp_path / "wrong", bug), quick)
+    assert wrong["tests"][0]["score"] == 0, wrong["tests"][0]["output"]
+    assert "First difference" in wrong["tests"][0]["output"]
+
+
 # ----- a hostile or broken submission -------------------------------------------------------------
 
 def hostile(tmp_path: Path, body: str) -> Path:

@@ -21,10 +21,10 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from . import feedback
 from .gradescope import MarkdownFailure, number, visibility, weight
-from .properties import Property
+from .properties import Counterexample, Property
 from .properties import load as load_properties
 from .rubric import Rubric, Test
-from .sandbox import StudentError
+from .sandbox import StudentError, WorkerFailure
 
 
 class PartMissing(BaseException):
@@ -34,6 +34,9 @@ class PartMissing(BaseException):
     def __init__(self, error: StudentError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+MIN_EXAMPLES = 10  # a test runs at least these, however late, so that no verdict is empty
 
 
 class TimeUp(BaseException):
@@ -76,9 +79,11 @@ def run_property(prop: Property, test: Test, worker: Any,
     """Run one property: (examples run, the failure or None, hypothesis's notes)."""
     pin_constants()
     ran = [0]
+    failures: list[BaseException] = []  # every failure seen, shrinking included
+    Counterexample.made = failures
 
     def guard() -> None:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and ran[0] >= MIN_EXAMPLES and time.monotonic() > deadline:
             raise TimeUp()
         ran[0] += 1
 
@@ -89,6 +94,10 @@ def run_property(prop: Property, test: Test, worker: Any,
         except StudentError as e:
             if e.kind == "NotImplementedError":
                 raise PartMissing(e) from None
+            failures.append(e)
+            raise
+        except WorkerFailure as e:
+            failures.append(e)
             raise
 
     try:
@@ -104,11 +113,14 @@ def run_property(prop: Property, test: Test, worker: Any,
     except PartMissing as e:
         return ran[0], e.error, []
     except TimeUp:
-        return ran[0], TimeUp(), []
+        # out of time: the failure found (the smallest so far, if shrinking had begun), or none
+        return ran[0], failures[-1] if failures else TimeUp(), []
     except Exception as e:  # noqa: BLE001 - any failure of the property is the verdict
         if isinstance(getattr(e, "__cause__", None), PartMissing):
             return ran[0], e.__cause__.error, []
         return ran[0], e, list(getattr(e, "__notes__", []))
+    finally:
+        Counterexample.made = None
     return ran[0], None, []
 
 
@@ -135,28 +147,30 @@ def build(rubric: Rubric, worker: Any, tests: list[Test], run_deadline: float,
     """One TestCase class with a method per test, decorated for gradescope-utils."""
     props = load_properties()
     methods: dict[str, Any] = {}
+    pending = {t.id: t.examples for t in tests}  # the tests still to run, and their sizes
     for test in tests:
         prop = props[test.property]
         methods[f"test_{test.number.zfill(3)}_{test.id.replace('-', '_')}"] = _method(
-            prop, test, worker, run_deadline, log)
+            prop, test, worker, run_deadline, pending, log)
     case = type("VMLab", (unittest.TestCase,), methods)
     return unittest.TestLoader().loadTestsFromTestCase(case)
 
 
 def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
-            log: Callable[[str], None]) -> Callable:
+            pending: dict[str, int], log: Callable[[str], None]) -> Callable:
     def method(self: unittest.TestCase) -> None:
-        if time.monotonic() > run_deadline:
-            raise MarkdownFailure("Not run: the time for the whole grading run was used up "
-                                  "before this test's turn.")
         start = time.monotonic()
-        deadline = min(run_deadline, start + test.time_limit)
+        # a slow machine must not leave the last tests unrun: each test may use at most its
+        # share (by examples) of the time left for the run, as well as its own limit
+        share = (run_deadline - start) * test.examples / max(1, sum(pending.values()))
+        pending.pop(test.id, None)
+        deadline = start + min(share, test.time_limit)
         ran, failure, notes = run_property(prop, test, worker, deadline)
         log(f"{test.id}: {ran} examples, {time.monotonic() - start:.1f} s, "
             f"{'passed' if failure is None else 'failed'}")
         if isinstance(failure, TimeUp):
-            print(f"Stopped after {ran} of {test.examples} examples: the test's time limit "
-                  f"({test.time_limit:g} s) passed. Judged on those; none failed.")
+            print(f"Stopped after {ran} of {test.examples} examples: the test's share of "
+                  f"the time ({deadline - start:.0f} s) passed. Judged on those; none failed.")
             return
         if failure is not None:
             raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes))

@@ -19,9 +19,10 @@ words runs the same wherever it is loaded (system_programs lays itself out at fi
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from hypothesis import strategies as st
 
@@ -400,14 +401,21 @@ def _straight_line_groups(min_size: int, max_size: int, dest: tuple[int, ...],
     return st.lists(weighted(options), min_size=min_size, max_size=max_size)
 
 
+@cache
+def index_below(n: int) -> st.SearchStrategy[int]:
+    """0 .. n-1, one strategy object per n: hypothesis validates each new strategy, slowly."""
+    return st.integers(0, n - 1)
+
+
 def weighted(options: Sequence[st.SearchStrategy[Group]]) -> st.SearchStrategy[Group]:
     """Draw from one of `options`, each (repeats count) equally likely. (st.one_of favours its
     first alternatives and merges repeats.)"""
     options = tuple(options)
+    which = index_below(len(options))
 
     @st.composite
     def pick(draw: st.DrawFn) -> Group:
-        return draw(options[draw(st.integers(0, len(options) - 1))])
+        return draw(options[draw(which)])
 
     return pick()
 
@@ -491,7 +499,7 @@ class SystemProgram:
 
 
 def _words_bytes(words: Sequence[int]) -> bytes:
-    return b"".join((w & M32).to_bytes(4, "little") for w in words)
+    return struct.pack(f"<{len(words)}I", *(w & M32 for w in words))
 
 
 @lru_cache(maxsize=8)
@@ -561,6 +569,10 @@ def system_extra_groups(user: bool) -> st.SearchStrategy[Group]:
                      control_groups(FREE_REGS, range(32), misaligned=True)])
 
 
+_PATCH_WORDS = st.one_of(computational(dest=FREE_REGS),
+                        st.sampled_from((FIXED["ebreak"], 0, FIXED["ecall"])))
+
+
 @st.composite
 def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int) -> list[Group]:
     """Straight-line groups, some of which overwrite a computational group of the same section
@@ -572,12 +584,11 @@ def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int
                and g[0] & 0x7F in (0x13, 0x33, 0x37, 0x17)]
     if targets:
         for _ in range(draw(st.integers(0, 3))):
-            new = draw(st.one_of(computational(dest=FREE_REGS),
-                                 st.sampled_from((FIXED["ebreak"], 0, FIXED["ecall"]))))
+            new = draw(_PATCH_WORDS)
             rv = draw(registers(FREE_REGS))
             rt = draw(registers(tuple(r for r in FREE_REGS if r != rv)))
-            target = draw(st.sampled_from(targets))
-            at = draw(st.integers(0, len(groups)))
+            target = targets[draw(index_below(len(targets)))]
+            at = draw(index_below(len(groups) + 1))
             groups = [_shift_patches(g, at) for g in groups]
             groups.insert(at, (*li(rv, new), encode("auipc", rt, imm=0),
                                Patch(rt, rv, target + (target >= at))))
@@ -725,8 +736,8 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     # wrong frame, or past the end of a page, would run it
     decoy = draw(st.lists(BITS.map(lambda b: compute_from_bits(b, FREE_REGS, range(32))),
                           min_size=3, max_size=8))
-    filler = decoy * (((CODE_PAGES + 1) * 1024) // len(decoy) + 1)
-    image = bytearray(_words_bytes(filler[:(CODE_PAGES + 1) * 1024]))
+    filler = _words_bytes(decoy) * (((CODE_PAGES + 1) * 1024) // len(decoy) + 1)
+    image = bytearray(filler[:(CODE_PAGES + 1) * 4096])
     image[4 * pad:4 * pad + 4 * len(s_words)] = _words_bytes(s_words)
     segments = [(code_pa[i], bytes(image[i * 4096:(i + 1) * 4096])) for i in range(CODE_PAGES)]
     if paging:  # the spare frame
