@@ -125,6 +125,7 @@ PONG = """
     mv a1, s1
     li a2, 4
     ecall                      # receive
+    bnez a0, 2f                # an error: the pinger has stopped, so stop too
     li a7, 0x08495043
     li a6, 0
     li a0, 1
@@ -132,6 +133,8 @@ PONG = """
     li a2, 4
     ecall                      # echo it back
     j 1b
+2:  li a7, 8
+    ecall
     .data
 buf: .word 0
 """
