@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from buggy_vmms import BUGS, Bug
+from vmlab.answers import SHAPES
 from vmlab.errors import UsageError
 from vmlab.grade import grade_lab
 from vmlab.gradescope import validate_results
 from vmlab.rubric import load as load_rubric
+from vmlab.sandbox import WorkerFailure, check_shape
 from vmlab.submission import assemble
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,8 +117,7 @@ def test_the_untouched_handout_scores_zero_on_every_part(tmp_path: Path) -> None
 
 # Bugs the part's own property does not reach yet (documented gaps, not hidden ones): a strict
 # xfail fails the day a property starts catching one, so the list stays true.
-GAPS = {"blocked-ipc-skips-ecall": "the hypercall property leaves the IPC extension to the ipc "
-                                   "part, and no whole-guest property runs IPC guests yet"}
+GAPS: dict[str, str] = {}  # bug name -> why no property catches it (none at present)
 
 
 @pytest.mark.parametrize("bug", [
@@ -188,6 +189,23 @@ def test_a_crash_a_hang_or_a_lie_costs_only_that_test(tmp_path: Path, body: str,
     assert s["reflect"][0] == 0, s
     out = next(t["output"] for t in results["tests"] if "[reflect]" in t["name"])
     assert kind in out, out
+
+
+@pytest.mark.parametrize("probe, answer", [
+    ("reflect", {}),
+    ("reflect", {"fault": None, "vcpu": {"pc": "0x80400000"}}),
+    ("guest", {"stop": None}),
+    ("hypercall", {"fault": [2], "vcpu": {}, "console": ""}),
+    ("ipc", {"result": {"ok": 1}, "woken": [0]}),
+    ("translate", {"results": "all fine"}),
+])
+def test_an_answer_of_the_wrong_shape_is_refused(probe: str, answer: dict) -> None:
+    """The worker is untrusted: an answer the properties cannot rely on costs the example as a
+    garbled answer, not a KeyError in the grader. (Genuine answers pass the same check in every
+    grading test above.)"""
+    with pytest.raises(WorkerFailure) as refused:
+        check_shape(answer, SHAPES[probe], probe)
+    assert refused.value.kind == "garbled" and probe in refused.value.detail
 
 
 def test_only_editable_files_are_taken_and_the_submission_is_untouched(tmp_path: Path) -> None:

@@ -72,8 +72,9 @@ def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_out
 
 def print_table(results: dict, title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("test")
     table.add_column("score", justify="right")
@@ -84,7 +85,7 @@ def print_table(results: dict, title: str) -> None:
         score, top = t.get("score", 0), t.get("max_score", 0)
         total, maximum = total + score, maximum + top
         style = "green" if score >= top else "red"
-        table.add_row(t.get("number", ""), t.get("name", ""),
+        table.add_row(t.get("number", ""), escape(t.get("name", "")),  # "[id]" is not markup
                       f"[{style}]{score:g} / {top:g}[/{style}]")
     table.add_section()
     table.add_row("", "total", f"{total:g} / {maximum:g}")

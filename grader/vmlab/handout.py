@@ -50,11 +50,12 @@ dependencies = ["typer>=0.12", "rich>=13", "pyelftools>=0.31",
 [project.scripts]
 vmlab = "vmlab.cli:main"
 
-[tool.setuptools.packages.find]
-include = ["vmlab*"]
+[tool.setuptools]
+packages = ["vmlab", "vmlab.strategies", "vmlab.properties", "vmlab.schemas"]
 
 [tool.setuptools.package-data]
-vmlab = ["rubric.toml", "schemas/*.json"]
+vmlab = ["rubric.toml"]
+"vmlab.schemas" = ["*.json"]
 """
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MARKER = re.compile(r"#\s*(BEGIN|END)\s+STUDENT\s+PART\b\s*(.*?)\s*\Z")

@@ -24,6 +24,8 @@ from typing import Any
 
 import jsonschema
 
+from .answers import SHAPES
+
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
 MEMORY_LIMIT = 2 << 30  # address space of the worker, bytes
 
@@ -127,7 +129,9 @@ class Worker:
         if not answer["ok"]:
             err = answer.get("error") or {"type": "?", "message": "", "traceback": ""}
             raise StudentError(err["type"], err["message"], err["traceback"])
-        return answer.get("result") or {}
+        result = answer.get("result") or {}
+        shape = SHAPES.get(probe)
+        return check_shape(result, shape, probe) if shape is not None else result
 
     def _read(self, timeout: float) -> dict:
         """One answer line, read from the raw pipe so that a partial line cannot block us

@@ -213,6 +213,32 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             self.alive[g] = False
             worker.call("ipc", {"op": "kill", "guest": g})
 
+        @precondition(lambda self: sum(self.alive) > 1)
+        @rule(c=st.integers(0, 7), end=st.integers(0, 1))
+        def kill_a_peer(self, c: int, end: int) -> None:
+            """Stop one end of a channel, full or empty ones first: there, what the other end
+            gets next (an error, not a wait for ever) is the dead-peer rule."""
+            at_limit = sorted(cid for cid, (_, _, cap) in self.ends.items()
+                              if len(self.model[cid]) in (0, cap))
+            cid = (at_limit or sorted(self.ends))[c % len(at_limit or self.ends)]
+            g = self.ends[cid][end]
+            if self.alive[g] and self.alive[self.ends[cid][1 - end]]:
+                self.kill(g)
+
+        @rule(c=st.integers(0, 7), payload=st.binary(min_size=1, max_size=8))
+        def to_a_dead_peer(self, c: int, payload: bytes) -> None:
+            """The live end of a channel whose other end stopped sends or receives."""
+            orphans = sorted(cid for cid, (s, r, _) in self.ends.items()
+                             if self.alive[s] != self.alive[r])
+            if not orphans:
+                return
+            cid = orphans[c % len(orphans)]
+            c = sorted(self.ends).index(cid)  # so that _pick finds it
+            if self.alive[self.ends[cid][0]]:
+                self.send(c, GUESTS, payload, SIZE)
+            else:
+                self.receive(c, 2 * GUESTS, MAX_MESSAGE)
+
     return IPC
 
 

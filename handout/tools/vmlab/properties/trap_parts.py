@@ -414,6 +414,8 @@ register(Property(
 
 # ----- hypercall ---------------------------------------------------------------------------------
 
+EXT_IPC = 0x08495043
+IPC_ANSWERS = ("blocked", "blocked", "bad-buffer", (0, 0), (0, 17), (-1, 0), (-3, 0), (-4, 0))
 EXTENSIONS = (0x10, 0x54494D45, 0x53525354, 0x4442434E, 0x01, 0x02, 0x08, 0x4A, 0x7FFF_FFFF)
 BUFFER = 0x8060_0000
 
@@ -430,16 +432,29 @@ def hypercall_examples(draw: st.DrawFn) -> dict:
     if eid == 0x53525354:
         regs[10] = draw(st.sampled_from((0, 1, 2, 3, 0xF000_0000)))
         regs[11] = draw(st.sampled_from((0, 1, 2, 0xE000_0000)))
+    example: dict = {"state": state}
+    if draw(st.sampled_from((False, False, False, True))):  # the lab's IPC extension
+        regs[17] = EXT_IPC
+        regs[16] = draw(st.sampled_from((0, 1, 0, 1, 2, 0xFFFF_FFFF)))
+        regs[10] = draw(st.integers(0, 7))
+        regs[11] = draw(st.sampled_from((BUFFER, 0x8000_0000, 0x1000, 0xFFFF_FFF0)))
+        regs[12] = draw(st.sampled_from((0, 4, 256, 257)))
+        example["ipc_answer"] = draw(st.sampled_from(IPC_ANSWERS))
+        example["memory"] = []
+        return example
     text = draw(st.binary(min_size=0, max_size=24))
     if eid == 0x4442434E:
         regs[10] = draw(st.sampled_from((len(text), 0, 4096, 0xFFFF_FFFF)))
         regs[11] = draw(st.sampled_from((BUFFER, BUFFER, 0x8080_0000 - 4, 0x1000, 0xFFFF_FFF0)))
         regs[12] = draw(st.sampled_from((0, 0, 1)))
-    return {"state": state, "memory": [[BUFFER, text.hex()]] if text else []}
+    example["memory"] = [[BUFFER, text.hex()]] if text else []
+    return example
 
 
 def check_hypercall(a: dict, worker: Any) -> None:
-    from machine import Machine  # noqa: F401 - imported for the bare machine below
+    if "ipc_answer" in a:
+        check_ipc_hypercall(a, worker)
+        return
     state = a["state"]
     m = without_interrupts(bare_machine(state))
     for gpa, data in a["memory"]:
@@ -471,11 +486,58 @@ def check_hypercall(a: dict, worker: Any) -> None:
         raise Counterexample(diff, example)
 
 
+def check_ipc_hypercall(a: dict, worker: Any) -> None:
+    """The IPC extension, against a stand-in for vmm.channels that gives a scripted answer:
+    the call reaches channels with the guest's arguments, and its answer reaches the guest (a
+    result in a0/a1 past the ecall; a wait that leaves the pc on the ecall, so that the woken
+    guest makes the call again; a bad buffer that stops the guest)."""
+    from machine.sbi import ERR_NOT_SUPPORTED
+    state, answer = a["state"], a["ipc_answer"]
+    r, pc = state["regs"], state["pc"]
+    got = worker.call("hypercall", a)
+    example = describe_hypercall(a)
+    if got["fault"] is not None:
+        raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}; the SBI "
+                             "answers every call", example)
+    v, stop = got["vcpu"], (got.get("stop") or {}).get("reason")
+    fid = r[16]
+    if fid not in (0, 1):
+        expected: dict = {"channels called": [], "a0": ERR_NOT_SUPPORTED & M32, "pc": pc + 4,
+                          "stopped": None}
+    else:
+        expected = {"channels called": [[fid, r[10], r[11], r[12]]], "stopped": None,
+                    "blocked": answer == "blocked"}
+        if answer == "bad-buffer":
+            expected = {"channels called": expected["channels called"], "stopped": "killed"}
+        elif answer == "blocked":  # nothing moves: the woken guest retries the ecall
+            expected.update(pc=pc, a0=r[10], a1=r[11])
+        else:
+            expected.update(pc=pc + 4, a0=answer[0] & M32, a1=answer[1] & M32)
+    actual = {"channels called": got.get("ipc_calls"), "stopped": stop,
+              "blocked": got.get("blocked"), "pc": v["pc"], "a0": v["regs"][10],
+              "a1": v["regs"][11]}
+    diff = first_difference(expected, actual, list(expected))
+    if diff:
+        raise Counterexample(diff, example)
+
+
 def describe_hypercall(a: dict) -> str:
     r = a["state"]["regs"]
     mem = "".join(f"\n\nguest memory at `{gpa:#x}`: `{data}`" for gpa, data in a["memory"])
+    ipc = ""
+    if "ipc_answer" in a:
+        ipc = (f"\n\nThis is the lab's IPC extension; `vmm.channels` is replaced by a stand-in "
+               f"whose send and receive answer {_ipc_answer(a['ipc_answer'])}.")
     return (f"The guest kernel executes `ecall` with a7=`{r[17]:#x}` a6=`{r[16]:#x}` "
-            f"a0=`{r[10]:#x}` a1=`{r[11]:#x}` a2=`{r[12]:#x}`.{mem}")
+            f"a0=`{r[10]:#x}` a1=`{r[11]:#x}` a2=`{r[12]:#x}`.{mem}{ipc}")
+
+
+def _ipc_answer(answer: Any) -> str:
+    if answer == "blocked":
+        return "`BLOCKED` (the caller must wait)"
+    if answer == "bad-buffer":
+        return "by raising `BadBuffer`"
+    return f"`({answer[0]}, {answer[1]})`"
 
 
 register(Property(
