@@ -53,14 +53,20 @@ def visible(parts: list[str]) -> list:
 
 
 def buggy_submission(tmp_path: Path, bug: Bug) -> Path:
+    return edited_submission(tmp_path, bug.file, [(bug.old, bug.new)], bug.name)
+
+
+def edited_submission(tmp_path: Path, file: str, edits: list[tuple[str, str]], name: str) -> Path:
+    """The solution's editable files, with `edits` (old, new) made to `file`."""
     sub = tmp_path / "submission"
     (sub / "vmm").mkdir(parents=True)
-    for name in RUBRIC.editable:
-        text = (SOLUTION / name).read_text()
-        if name == bug.file:
-            assert text.count(bug.old) == 1, bug.name
-            text = text.replace(bug.old, bug.new)
-        (sub / name).write_text(text)
+    for editable in RUBRIC.editable:
+        text = (SOLUTION / editable).read_text()
+        if editable == file:
+            for old, new in edits:
+                assert text.count(old) == 1, (name, old)
+                text = text.replace(old, new)
+        (sub / editable).write_text(text)
     return sub
 
 
@@ -144,6 +150,27 @@ def test_a_bug_costs_only_its_own_part_among_the_parts(tmp_path: Path, name: str
     by_part = {t.id: t.part for t in RUBRIC.tests}
     lost = {by_part[k] for k, (score, top) in scores(results).items() if score < top}
     assert lost == {bug.part}, (name, lost)
+
+
+# A cache of host frames that outlives one guest: under shadow paging the second guest is given
+# the first one's frames. One VMM with two guests is where it shows.
+SHARED_CACHE = (
+    ("VIEWS = (S, U)\n", "VIEWS = (S, U)\nHOST_OF: dict[int, int] = {}  # gpa page -> frame\n"),
+    ("        host = self.mem.host_address(m.gpa & ~(PAGE - 1))\n",
+     "        page = m.gpa & ~(PAGE - 1)\n"
+     "        host = HOST_OF.setdefault(page, self.mem.host_address(page))\n"))
+
+
+@pytest.mark.parametrize("name", ["gstage-maps-gpa-as-hpa", "shared-host-frame-cache"])
+def test_isolation_catches_a_guest_reaching_frames_not_its_own(tmp_path: Path, name: str) -> None:
+    if name == "shared-host-frame-cache":
+        sub = edited_submission(tmp_path, "vmm/shadow.py", list(SHARED_CACHE), name)
+    else:
+        sub = buggy_submission(tmp_path, next(b for b in BUGS if b.name == name))
+    results = grade(tmp_path, sub, [t for t in RUBRIC.tests if t.id == "isolation"])
+    [test] = results["tests"]
+    assert test["score"] == 0, test["output"]
+    assert "First difference" in test["output"], test["output"]
 
 
 # ----- out of time ----------------------------------------------------------------------------

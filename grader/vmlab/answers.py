@@ -22,6 +22,8 @@ VCPU = {"type": "object", "required": [*VCPU_FIELDS, "regs"],
 DIGESTS = {"type": "object", "additionalProperties": TEXT}
 FAULT = {"anyOf": [{"type": "null"}, {"type": "array", "items": INT, "minItems": 2,
                                       "maxItems": 2}]}
+FOREIGN_WRITE = {"type": "array", "prefixItems": [INT, TEXT, TEXT, TEXT], "minItems": 4,
+                 "maxItems": 4}  # host frame, its owner, on whose behalf, by hardware or VMM
 ONE_TRAP = {"type": "object", "required": ["fault", "vcpu"],
             "properties": {"fault": FAULT, "vcpu": VCPU, "stop": STOP}}
 
@@ -37,8 +39,10 @@ SHAPES: dict[str, dict] = {
                           "required": ["native", "emulated", "traps"]}),
     "isolation": _obj(host_stop=HOST_STOP, attacker_stop=STOP, bystander_stop=STOP,
                       bystander_changed=INTS,
-                      foreign_writes={"type": "array", "items": {"type": "array"}},
-                      secret_leaked={"type": "boolean"}, pages=DIGESTS, full_pages=DIGESTS,
+                      foreign_writes={"type": "array", "items": FOREIGN_WRITE},
+                      leaks={"type": "array", "items": {"type": "array", "items": TEXT,
+                                                        "minItems": 2, "maxItems": 2}},
+                      pages=DIGESTS, full_pages=DIGESTS,
                       native=INT),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
     "flush": _obj(still_mapped={"type": "array", "items": INTS}),

@@ -135,9 +135,9 @@ def describe_program(p: SystemProgram) -> str:
     if base is not None:
         data = code[base]
         start = entry - base
-        for off in range(start, min(len(data), start + 4 * 160), 4):
-            word = int.from_bytes(data[off:off + 4], "little")
-            lines.append(f"{base + off:08x}:  {word:08x}  {disassemble(word, base + off)}")
+        offsets = range(start, min(len(data), start + 4 * 160), 4)
+        words = [(base + off, int.from_bytes(data[off:off + 4], "little")) for off in offsets]
+        lines += _listing(words, disassemble)
     lines.append("```")
     names = {v: k for k, v in CSR.items()}
     state = ", ".join(f"{names.get(n, hex(n))}=`{v:#x}`" for n, v in s.csrs)
@@ -147,6 +147,24 @@ def describe_program(p: SystemProgram) -> str:
             f"(the listing stops at 160 instructions):\n\n" + "\n".join(lines)
             + f"\n\nInitial CSRs: {state}\n\nInitial registers: {regs}\n\n"
             f"Memory loaded at: {others}")
+
+
+def _listing(words: list[tuple[int, int]], disassemble: Any) -> list[str]:
+    """One line per instruction, except that a run of the same instruction (the padding a
+    shrunk program is mostly made of) takes two lines, so the instructions that matter show."""
+    lines, i = [], 0
+    while i < len(words):
+        addr, word = words[i]
+        j = i
+        while j + 1 < len(words) and words[j + 1][1] == word:
+            j += 1
+        lines.append(f"{addr:08x}:  {word:08x}  {disassemble(word, addr)}")
+        if j - i >= 2:
+            lines.append(f"          ... the same {j - i} more times, to {words[j][0]:08x}")
+        elif j > i:
+            lines.append(f"{words[j][0]:08x}:  {word:08x}  {disassemble(word, words[j][0])}")
+        i = j + 1
+    return lines
 
 
 def programs() -> st.SearchStrategy[SystemProgram]:
@@ -234,46 +252,77 @@ register(Property(
 
 # ----- isolation -------------------------------------------------------------------------------
 
+SECRET_HOMES = (0x8000_0000, 0x8020_0000, 0x807F_FFF0)  # pages no generated program loads
+PAGINGS = st.sampled_from(("shadow", "nested"))
+
+
 @st.composite
 def attacks(draw: st.DrawFn) -> dict:
+    """An attacker beside a second guest: one that idles, or one that attacks too."""
     p = draw(system_programs(max_sections=4))
-    return {"program": p, "paging": draw(st.sampled_from(("shadow", "nested"))),
-            # hashed, so that shrinking cannot make it all zeros (which any memory holds)
-            "secret": hashlib.sha256(draw(st.binary(max_size=8))).digest()[:16].hex(),
-            "secret_at": draw(st.sampled_from((0x8040_0000 + 0x100, 0x8000_0000, 0x807F_FFF0)))}
+    rival = draw(st.none() | system_programs(max_sections=3))
+    # hashed, so that shrinking cannot make a secret all zeros (which any memory holds)
+    seed = draw(st.binary(max_size=8))
+    home = draw(st.sampled_from(SECRET_HOMES))
+    # an idle bystander may keep its secret beside its own code, in the page where the
+    # attacker's code is: a VMM that mixes up the two guests' pages shows it at once
+    theirs = home if rival is not None else draw(st.sampled_from((0x8040_0100, home)))
+    return {"program": p, "rival": rival,
+            "paging": draw(PAGINGS), "second_paging": draw(PAGINGS),
+            "secrets": {"attacker": [home, _secret(seed, "attacker")],
+                        "bystander": [theirs, _secret(seed, "bystander")]}}
+
+
+def _secret(seed: bytes, whose: str) -> str:
+    return hashlib.sha256(seed + whose.encode()).digest()[:16].hex()
+
+
+def _with_secret(p: SystemProgram, secret: list) -> SystemProgram:
+    at, data = secret
+    return SystemProgram(((*p.segments, (at, bytes.fromhex(data)))), p.state, p.paging,
+                         p.features)
 
 
 def check_isolation(a: dict, worker: Any) -> None:
-    p = a["program"]
+    # the attacker's secret is part of its memory, on the bare machine as under the VMM
+    p = _with_secret(a["program"], a["secrets"]["attacker"])
     request = as_request(p, a["paging"])
-    request.update(bystander_paging="nested" if a["paging"] == "shadow" else "shadow",
-                   secret=a["secret"], secret_at=a["secret_at"], host_steps=12_000)
+    rival = a["rival"] and as_request(a["rival"], a["paging"])
+    request.update(bystander_paging=a["second_paging"],
+                   rival=rival and {"segments": rival["segments"], "state": rival["state"]},
+                   secrets=a["secrets"], host_steps=12_000 if rival is None else 16_000)
     bare = run_bare(p, steps=4_000)
     request["expect_pages"] = {k: digest(v) for k, v in bare["pages"].items()}
     got = worker.call("isolation", request)
-    example = describe_program(p)
+    example = describe_attack(a)
     if got["host_stop"]["reason"] == "handler-error":
         raise Counterexample("your VMM crashed: an exception escaped it while the attacker ran",
                              example, trim(got["host_stop"]["detail"]))
     if got["foreign_writes"]:
-        frame, owner = got["foreign_writes"][0]
-        raise Counterexample(f"the host page at `{frame:#010x}` (owner: {owner}) was written "
-                             "while the attacker ran: a guest reached memory outside its own "
-                             "frames", example)
-    if got["bystander_changed"]:
-        page = 0x8000_0000 + got["bystander_changed"][0] * 4096
-        raise Counterexample(f"the bystander's guest-physical page `{page:#010x}` changed",
+        frame, owner, writer, how = got["foreign_writes"][0]
+        what = ("the hardware wrote it while the " + writer + " ran" if how == "hardware" else
+                "your VMM wrote it while handling a trap of the " + writer)
+        raise Counterexample(f"the host page at `{frame:#010x}` belongs to {_owner(owner)}, "
+                             f"and {what}: a guest reached memory outside its own frames",
                              example)
-    if got["bystander_stop"] is not None:
-        raise Counterexample(f"the bystander stopped ({got['bystander_stop']['reason']}): the "
-                             "attacker disturbed another guest", example)
-    if got["secret_leaked"]:
-        raise Counterexample("the bystander's secret appeared in the attacker's memory or "
+    if got["leaks"]:
+        whose, where = got["leaks"][0]
+        raise Counterexample(f"the {whose}'s secret appeared in the {where}'s memory or "
                              "console", example)
+    if a["rival"] is None:
+        if got["bystander_changed"]:
+            page = 0x8000_0000 + got["bystander_changed"][0] * 4096
+            raise Counterexample(f"the bystander's guest-physical page `{page:#010x}` changed",
+                                 example)
+        if got["bystander_stop"] is not None:
+            raise Counterexample(f"the bystander stopped ({got['bystander_stop']['reason']}): "
+                                 "the attacker disturbed another guest", example)
+    for name in ("attacker", "bystander"):
+        stop = (got[f"{name}_stop"] or {}).get("reason")
+        if stop in ("handler-error", "vmm-error"):
+            raise Counterexample(f"the {name} stopped with {stop}: the VMM failed on it",
+                                 example, (got[f"{name}_stop"] or {}).get("detail", ""))
     stop = (got["attacker_stop"] or {}).get("reason")
-    if stop in ("handler-error", "vmm-error"):
-        raise Counterexample(f"the attacker stopped with {stop}: the VMM failed on it", example,
-                             (got["attacker_stop"] or {}).get("detail", ""))
     if bare["stop"] != "budget" and stop is not None:
         for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):
             b = bare["pages"].get(page)
@@ -284,14 +333,25 @@ def check_isolation(a: dict, worker: Any) -> None:
                     "not have put them", example)
 
 
+def _owner(owner: str) -> str:
+    return {"vmm": "the VMM", "none": "no one (free host memory)"}.get(owner, "the " + owner)
+
+
 def describe_attack(a: dict) -> str:
-    return (f"The attacker runs under {a['paging']} paging beside a bystander holding a secret "
-            f"at `{a['secret_at']:#x}`.\n\n" + describe_program(a["program"]))
+    (mine, _), (theirs, _) = a["secrets"]["attacker"], a["secrets"]["bystander"]
+    text = (f"The attacker runs under {a['paging']} paging with a secret at `{mine:#x}`, "
+            f"beside a second guest under {a['second_paging']} paging holding a secret at "
+            f"`{theirs:#x}`.\n\n"
+            + describe_program(_with_secret(a["program"], a["secrets"]["attacker"])))
+    if a["rival"] is None:
+        return text + "\n\nThe second guest idles (`j .`)."
+    return text + "\n\nThe second guest attacks too:\n\n" + describe_program(a["rival"])
 
 
 register(Property(
     "isolation", "Isolation: a hostile guest cannot reach anything but its own memory",
     "Resource control: whatever a guest runs (random code, page tables that point anywhere, "
-    "SBI calls with wild pointers), it reads and writes only its own frames; another guest, "
+    "SBI calls with wild pointers), it reads and writes only its own frames, even with a "
+    "second guest attacking it at the same time; neither guest's secret reaches the other, "
     "the VMM and the host stay as they were, and the VMM keeps running.",
     attacks, check_isolation, describe_attack))

@@ -110,36 +110,87 @@ def probe_guest(a: dict) -> dict:
 
 
 def probe_isolation(a: dict) -> dict:
-    """An attacker and a bystander holding a secret share the host; which host pages were
-    written, by whom they are owned, and whether the secret left the bystander."""
+    """An attacker and a second guest share the host, each holding a secret at the same
+    guest-physical address; the second guest idles, or attacks too. Which host pages were
+    written on whose behalf, by whom they are owned, and where each secret ended up."""
     from vmm import VMM
     vmm = VMM(host_memory=64 << 20, quantum=500)
     attacker = vmm.create_guest(_program(a["segments"], a["state"]["pc"]), "attacker",
                                 memory=a["memory"], paging=a["paging"])
     _apply_state(attacker.vcpu, a["state"])
-    loop = [[0x8040_0000, "6f000000"]]  # j . : a bystander that never writes memory
-    bystander = vmm.create_guest(_program(loop, 0x8040_0000), "bystander",
+    rival = a.get("rival")
+    idle = {"segments": [[0x8040_0000, "6f000000"]],  # j . : a bystander that never writes
+            "state": None}
+    other = rival or idle
+    bystander = vmm.create_guest(_program(other["segments"], 0x8040_0000), "bystander",
                                  memory=a["memory"], paging=a["bystander_paging"])
-    secret = bytes.fromhex(a["secret"])
-    bystander.mem.write(a["secret_at"], secret)
+    if other["state"] is not None:
+        _apply_state(bystander.vcpu, other["state"])
+    guests = (attacker, bystander)
+    secrets = {g.name: bytes.fromhex(a["secrets"][g.name][1]) for g in guests}
+    for g in guests:
+        g.mem.write(a["secrets"][g.name][0], secrets[g.name])
     before = bystander.mem.pages()
-    ram = vmm.machine.mem
-    ram.dirty.clear()  # from here on, every page the hardware writes is recorded
+    written = _charge_writes(vmm)
     host = vmm.run(a["host_steps"])
+    written.finish()
     owners = vmm.frames.owner
-    foreign = sorted((0x8000_0000 + page * 4096, owners.get(0x8000_0000 + page * 4096, "none"))
-                     for page in ram.dirty)
-    foreign = [[f, o] for f, o in foreign if o not in ("attacker", "vmm")]
-    leaked = secret in bytes(attacker.console) or any(
-        secret in data for data in attacker.mem.pages().values())
+    foreign = []
+    for writer, by_hardware, pages in written.entries():
+        for page in sorted(pages):
+            frame = 0x8000_0000 + page * 4096
+            owner = owners.get(frame, "none")
+            # the guest's own frames; the VMM's only when the VMM wrote them for it
+            if owner != writer and (by_hardware or owner != "vmm"):
+                foreign.append([frame, owner, writer, "hardware" if by_hardware else "vmm"])
+    leaks = [[g.name, h.name] for g in guests for h in guests if g is not h and (
+        secrets[g.name] in bytes(h.console) or any(secrets[g.name] in data
+                                                   for data in h.mem.pages().values()))]
     digests, full = _pages(attacker, a.get("expect_pages", {}))
     after = bystander.mem.pages()
     return {"host_stop": {"reason": host.reason, "detail": host.detail[:4000]},
             "attacker_stop": _stop(attacker), "bystander_stop": _stop(bystander),
             "bystander_changed": sorted(int(p) for p in set(before) | set(after)
                                         if before.get(p) != after.get(p)),
-            "foreign_writes": foreign, "secret_leaked": leaked, "pages": digests,
+            "foreign_writes": foreign[:20], "leaks": leaks, "pages": digests,
             "full_pages": full, "native": attacker.native}
+
+
+class _Writes:
+    """Host RAM pages written, charged to a guest: by the hardware while the guest ran, or by
+    the VMM while it handled one of the guest's traps."""
+
+    def __init__(self, vmm: Any) -> None:
+        self.vmm, self.ram = vmm, vmm.machine.mem
+        self.pages: dict[tuple[str, bool], set[int]] = {}
+        self.ram.dirty.clear()  # from here on, every page written is recorded
+
+    def charge(self, guest: Any, by_hardware: bool) -> None:
+        if self.ram.dirty:
+            key = (guest.name if guest is not None else "vmm", by_hardware)
+            self.pages.setdefault(key, set()).update(self.ram.dirty)
+            self.ram.dirty.clear()
+
+    def finish(self) -> None:
+        self.charge(self.vmm.current, True)
+
+    def entries(self) -> list[tuple[str, bool, set[int]]]:
+        return [(who, hw, pages) for (who, hw), pages in sorted(self.pages.items())]
+
+
+def _charge_writes(vmm: Any) -> _Writes:
+    writes = _Writes(vmm)
+
+    def observed(event: Any) -> None:
+        writes.charge(vmm.current, True)  # the hardware ran the current guest since the last trap
+        who = vmm.current
+        try:
+            vmm.on_trap(event)
+        finally:
+            writes.charge(who, False)
+
+    vmm.machine.set_trap_handler(observed)
+    return writes
 
 
 # ----- page-table composition -----------------------------------------------------------------
