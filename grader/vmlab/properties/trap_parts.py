@@ -208,9 +208,12 @@ register(Property(
 
 # ----- reflect -----------------------------------------------------------------------------------
 
+REFLECT_STATES = vcpu_states(pc=st.sampled_from((PC, PC + 0x10, STVEC, STVEC)))
+
+
 @st.composite
 def reflect_examples(draw: st.DrawFn) -> dict:
-    state = draw(vcpu_states(pc=st.sampled_from((PC, PC + 0x10, STVEC, STVEC))))
+    state = draw(REFLECT_STATES)
     # fetch faults twice as often: at stvec right after a trap they are fatal
     cause = draw(st.sampled_from((0, 1, 12) + tuple(c for c in CAUSE_NAMES if c < 20 or c > 23)))
     state["fields"]["trap_entry"] = draw(st.booleans())
@@ -284,18 +287,23 @@ def sfences() -> st.SearchStrategy[int]:
                      st.integers(0, 31))
 
 
+# The kind of instruction is the first choice, so that hypothesis varies it most; each kind a
+# bug could hide in has at least a tenth of the examples (hypothesis runs each fresh example with
+# a few mutations of it, so there are fewer independent draws than examples).
+EMULATED_INSTRUCTIONS = st.one_of(
+    csr_instructions(EMULATED_CSRS), csr_instructions(EMULATED_CSRS),
+    csr_instructions(TRANSLATION_CSRS), sstatus_writes(), sstatus_writes(),
+    csr_instructions(COUNTER_CSRS), csr_reads(EMULATED_CSRS),
+    csr_reads(COUNTER_CSRS),  # a plain read of a read-only CSR: allowed
+    sfences(), sfences(),
+    st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)))  # mret, dret
+S_STATES, U_STATES = vcpu_states(modes=(S,)), vcpu_states(modes=(U,))
+
+
 @st.composite
 def emulate_examples(draw: st.DrawFn) -> dict:
-    # The kind of instruction is the first choice, so that hypothesis varies it most; each kind
-    # a bug could hide in has at least a tenth of the examples (hypothesis runs each fresh example
-    # with a few mutations of it, so there are fewer independent draws than examples).
-    bits = draw(st.one_of(csr_instructions(EMULATED_CSRS), csr_instructions(EMULATED_CSRS),
-                          csr_instructions(TRANSLATION_CSRS), sstatus_writes(),
-                          sstatus_writes(), csr_instructions(COUNTER_CSRS),
-                          csr_reads(EMULATED_CSRS), sfences(), sfences(),
-                          st.sampled_from((FIXED["mret"], 0x7B20_0073,  # mret, dret
-                                           0x0000_0000, 0xFFFF_FFFF))))
-    state = draw(vcpu_states(modes=(S,)))
+    bits = draw(EMULATED_INSTRUCTIONS)
+    state = draw(S_STATES)
     rs1, funct3 = (bits >> 15) & 31, (bits >> 12) & 7
     if bits >> 20 == 0x100 and rs1 and funct3 in (1, 2, 3):
         # a register operand that flips SUM or MXR: random values rarely reach bits 18 and 19
@@ -365,12 +373,16 @@ register(Property(
     emulate_examples, check_emulate, describe_instruction))
 
 
+COUNTER_INSTRUCTIONS = st.one_of(
+    csr_instructions(COUNTER_CSRS), csr_instructions(COUNTER_CSRS),
+    csr_instructions((0x100, 0x141, 0x180, 0x300)),
+    st.sampled_from((FIXED["sret"], FIXED["wfi"], 0xFFFF_FFFF)))
+
+
 @st.composite
 def counter_examples(draw: st.DrawFn) -> dict:
-    bits = draw(st.one_of(csr_instructions(COUNTER_CSRS), csr_instructions(COUNTER_CSRS),
-                          csr_instructions((0x100, 0x141, 0x180, 0x300)),
-                          st.sampled_from((FIXED["sret"], FIXED["wfi"], 0xFFFF_FFFF))))
-    return {"state": draw(vcpu_states(modes=(U,))), "bits": bits}
+    bits = draw(COUNTER_INSTRUCTIONS)
+    return {"state": draw(U_STATES), "bits": bits}
 
 
 def check_counter(a: dict, worker: Any) -> None:
@@ -389,7 +401,7 @@ register(Property(
 
 @st.composite
 def sret_wfi_examples(draw: st.DrawFn) -> dict:
-    state = draw(vcpu_states(modes=(S,)))
+    state = draw(S_STATES)
     kind = draw(st.sampled_from(("sret", "wfi")))
     if kind == "wfi" and draw(st.booleans()):
         # a timer that can wake the guest, a little ahead of its clock: where wfi must skip
@@ -463,7 +475,7 @@ IPC_CALLS = tuple((EXT_IPC, fid, answer) for fid in (0, 1) for answer in IPC_ANS
 @st.composite
 def hypercall_examples(draw: st.DrawFn) -> dict:
     call = draw(st.sampled_from(SBI_CALLS + IPC_CALLS * 2))
-    state = draw(vcpu_states(modes=(S,)))
+    state = draw(S_STATES)
     regs = state["regs"]
     eid, fid = call[:2]
     regs[17], regs[16] = eid, fid

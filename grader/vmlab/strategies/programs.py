@@ -133,10 +133,13 @@ BOUNDARY_VALUES = (0, 1, 2, 3, 4, 31, 32, 33, 0x7F, 0x80, 0xFF, 0x100, 0x7FF, 0x
 IMM12_BOUNDARIES = (-2048, -2047, -1024, -1, 0, 1, 2, 31, 32, 0x7F, 0x80, 0xFF, 0x7FF)
 
 
+_REG_VALUES = st.integers(0, (2 << 32) - 1).map(
+    lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+
+
 def reg_values() -> st.SearchStrategy[int]:
     """A register's 32 bits, unsigned; the boundary values come up about half the time."""
-    return st.integers(0, (2 << 32) - 1).map(
-        lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+    return _REG_VALUES  # built once: a new strategy object is validated on its first draw
 
 
 def imm12s() -> st.SearchStrategy[int]:

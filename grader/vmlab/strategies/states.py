@@ -60,10 +60,15 @@ class MachineState:
         m.pc = self.pc
 
 
+# Strategies are built once: hypothesis validates each new strategy object on its first draw,
+# which costs more than the draw when a composite builds its strategies afresh every example.
+REGISTER_VALUES = st.integers(0, (2 << 32) - 1).map(
+    lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+
+
 def register_values() -> st.SearchStrategy[int]:
     """32 bits, unsigned; a boundary value about half the time (one draw: cheap)."""
-    return st.integers(0, (2 << 32) - 1).map(
-        lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+    return REGISTER_VALUES
 
 
 def register_files(fixed: Mapping[int, int] | None = None) -> st.SearchStrategy[tuple[int, ...]]:
@@ -73,13 +78,22 @@ def register_files(fixed: Mapping[int, int] | None = None) -> st.SearchStrategy[
         lambda values: tuple(0 if i == 0 else fixed.get(i, v) for i, v in enumerate(values)))
 
 
+HORIZON = 700  # how far ahead a timer is set, in ticks
+_TIMERS = st.one_of(st.integers(1, HORIZON).map(lambda d: ("ahead", d)),
+                    st.integers(0, 1 << 16).map(lambda d: ("due", d)),
+                    st.just(("never", 0)), st.integers(0, NO_TIMER).map(lambda v: ("any", v)))
+
+
 @st.composite
-def timer_settings(draw: st.DrawFn, now: int = 0,
-                   horizon: int = 700) -> tuple[tuple[int, int], ...]:
+def timer_settings(draw: st.DrawFn, now: int = 0) -> tuple[tuple[int, int], ...]:
     """stimecmp (both halves) a little after `now`, at or before it (pending), or never."""
-    value = draw(st.one_of(st.integers(now + 1, now + horizon), st.integers(0, now),
-                           st.just(NO_TIMER), st.integers(0, NO_TIMER)))
+    kind, n = draw(_TIMERS)
+    value = {"ahead": now + n, "due": n % (now + 1), "never": NO_TIMER, "any": n}[kind]
     return ((CSR["stimecmp"], value & M32), (CSR["stimecmph"], value >> 32))
+
+
+_STATUS_BITS = st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM,
+                                        SSTATUS_MXR)))
 
 
 @st.composite
@@ -87,8 +101,7 @@ def csr_settings(draw: st.DrawFn, stvec: int | None = None, satp: int = 0,
                  now: int = 0) -> tuple[tuple[int, int], ...]:
     """The S-mode CSRs a test may start from: sstatus (any of SIE SPIE SPP SUM MXR), sie,
     scounteren, sscratch, sepc, scause, stval, the timer, stvec and satp as given."""
-    status = draw(st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM,
-                                           SSTATUS_MXR))))
+    status = draw(_STATUS_BITS)
     out = [(CSR["sstatus"], sum(status)),
            (CSR["sie"], draw(st.sampled_from((0, STIE)))),
            (CSR["scounteren"], draw(st.integers(0, 7))),
