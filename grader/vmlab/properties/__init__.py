@@ -28,11 +28,19 @@ class Counterexample(AssertionError):
     # runs out while hypothesis shrinks still reports the failure it found
     made: list[Counterexample] | None = None
 
-    def __init__(self, divergence: str, example: str = "", detail: str = "") -> None:
+    def __init__(self, divergence: str, example: str | Callable[[], str] = "",
+                 detail: str = "") -> None:
         super().__init__(divergence)
-        self.divergence, self.example, self.detail = divergence, example, detail
+        self.divergence, self.detail = divergence, detail
+        self._example = example  # a function when describing costs more than the check
         if Counterexample.made is not None:
             Counterexample.made.append(self)
+
+    @property
+    def example(self) -> str:
+        if callable(self._example):
+            self._example = self._example()
+        return self._example
 
 
 @dataclass(frozen=True)

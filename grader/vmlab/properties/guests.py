@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from hypothesis import strategies as st
@@ -67,7 +69,7 @@ def run_bare(p: SystemProgram, steps: int = STEPS) -> dict:
     return out
 
 
-def compare(bare: dict, got: dict, example: str) -> None:
+def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
     """The first observable difference between the bare run and the guest, if any."""
     host = got["host_stop"]["reason"]
     if host == "handler-error":
@@ -179,7 +181,7 @@ def _equivalence(paging: str) -> Any:
         request["steps"] = bare["instret"] + (1 if bare["stop"] == "budget" else 1000)
         request["expect_pages"] = {k: digest(v) for k, v in bare["pages"].items()}
         got = worker.call("guest", request)
-        compare(bare, got, describe_program(p))
+        compare(bare, got, partial(describe_program, p))
     return check
 
 
@@ -222,7 +224,7 @@ def check_efficiency(a: dict, worker: Any) -> None:
     request = as_request(p, paging)
     request.update(steps=50_000, host_steps=3_000_000)
     got = worker.call("guest", request)
-    example = describe_program(p)
+    example = partial(describe_program, p)
     stop = (got["stop"] or {}).get("reason")
     if got["host_stop"]["reason"] == "handler-error":
         raise Counterexample("your VMM raised an exception", example,
@@ -294,7 +296,7 @@ def check_isolation(a: dict, worker: Any) -> None:
     bare = run_bare(p, steps=4_000)
     request["expect_pages"] = {k: digest(v) for k, v in bare["pages"].items()}
     got = worker.call("isolation", request)
-    example = describe_attack(a)
+    example = partial(describe_attack, a)
     if got["host_stop"]["reason"] == "handler-error":
         raise Counterexample("your VMM crashed: an exception escaped it while the attacker ran",
                              example, trim(got["host_stop"]["detail"]))
