@@ -20,6 +20,7 @@ from vmlab.answers import SHAPES
 from vmlab.errors import UsageError
 from vmlab.grade import grade_lab
 from vmlab.gradescope import validate_results
+from vmlab.handout import strip_source
 from vmlab.rubric import load as load_rubric
 from vmlab.sandbox import WorkerFailure, check_shape
 from vmlab.submission import assemble
@@ -117,6 +118,34 @@ def test_the_untouched_handout_scores_zero_on_every_part(tmp_path: Path) -> None
     assert all(score == 0 and top > 0 for score, top in s.values()), s
     for t in results["tests"]:
         assert "not written yet" in t["output"] or "failed" in t["output"], t["output"]
+
+
+def only_part_done(tmp_path: Path, part: str) -> Path:
+    """A submission with one part written (the solution's) and every other part a stub, as
+    the handout has it: the solution with that part's markers taken out, then stripped."""
+    sub = tmp_path / "submission"
+    for name in RUBRIC.editable:
+        kept, inside = [], False
+        for line in (SOLUTION / name).read_text().splitlines(keepends=True):
+            marker = line.strip()
+            if marker == f"# BEGIN STUDENT PART {part}":
+                inside = True
+            elif inside and marker == "# END STUDENT PART":
+                inside = False
+            else:
+                kept.append(line)
+        (sub / name).parent.mkdir(parents=True, exist_ok=True)
+        (sub / name).write_bytes(strip_source("".join(kept).encode(), name))
+    return sub
+
+
+@pytest.mark.parametrize("part", UNIT_PARTS)
+def test_a_part_done_alone_earns_its_points_and_only_its_own(tmp_path: Path, part: str) -> None:
+    results = grade(tmp_path, only_part_done(tmp_path, part), visible(UNIT_PARTS))
+    by_part = {t.id: t.part for t in RUBRIC.tests}
+    s = scores(results)
+    assert {by_part[k] for k, (score, _) in s.items() if score > 0} == {part}, s
+    assert all(score == top for k, (score, top) in s.items() if by_part[k] == part), s
 
 
 # ----- buggy VMMs ---------------------------------------------------------------------------------
