@@ -110,9 +110,9 @@ def probe_guest(a: dict) -> dict:
 
 
 def probe_isolation(a: dict) -> dict:
-    """An attacker and a second guest share the host, each holding a secret at the same
-    guest-physical address; the second guest idles, or attacks too. Which host pages were
-    written on whose behalf, by whom they are owned, and where each secret ended up."""
+    """An attacker and a second guest share the host, each holding a secret; the second guest
+    idles, or attacks too. Which host pages were written on whose behalf, by whom they are
+    owned, and where each secret ended up."""
     from vmm import VMM
     vmm = VMM(host_memory=64 << 20, quantum=500)
     attacker = vmm.create_guest(_program(a["segments"], a["state"]["pc"]), "attacker",
