@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from buggy_vmms import BUGS, Bug  # noqa: E402
+from buggy_vmms import BUGS, Bug, buggy_submission  # noqa: E402
 from vmlab.grade import grade_lab  # noqa: E402
 from vmlab.rubric import load as load_rubric  # noqa: E402
 from vmlab.submission import assemble  # noqa: E402
@@ -32,13 +32,7 @@ def caught(bug: Bug, seed: int) -> bool:
     tests = [dataclasses.replace(t, seed=seed) for t in RUBRIC.tests
              if t.visible and t.part == bug.part]
     with tempfile.TemporaryDirectory() as tmp:
-        sub = Path(tmp) / "submission"
-        for name in RUBRIC.editable:
-            text = (REPO / "solution" / name).read_text()
-            if name == bug.file:
-                text = text.replace(bug.old, bug.new)
-            (sub / name).parent.mkdir(parents=True, exist_ok=True)
-            (sub / name).write_text(text)
+        sub = buggy_submission(Path(tmp) / "submission", REPO / "solution", RUBRIC.editable, bug)
         lab, _, _ = assemble(sub, REPO / "handout", RUBRIC.editable, into=Path(tmp) / "lab")
         results = grade_lab(lab, RUBRIC, tests, Path(tmp) / "results.json")
     return any(t["score"] < t["max_score"] for t in results["tests"])

@@ -12,6 +12,7 @@ The `why` of each entry names the mistake in the lecture's (and LAB.md's) terms.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,24 @@ class Bug:
     part: str  # the student part the bug is in
     why: str  # one sentence: the mistake, in the lecture's terms
 
+
+def edited_submission(dest: Path, solution: Path, editable: list[str], file: str,
+                      edits: list[tuple[str, str]]) -> Path:
+    """A submission in `dest`: the solution's `editable` files, with `edits` (old, new; each
+    old occurring exactly once) made to `file`."""
+    for name in editable:
+        text = (solution / name).read_text()
+        if name == file:
+            for old, new in edits:
+                assert text.count(old) == 1, (file, old)
+                text = text.replace(old, new)
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text(text)
+    return dest
+
+
+def buggy_submission(dest: Path, solution: Path, editable: list[str], bug: Bug) -> Path:
+    return edited_submission(dest, solution, editable, bug.file, [(bug.old, bug.new)])
 
 TRAP, HYPERCALLS, SHADOW, NESTED, CHANNELS = (
     "vmm/trap.py", "vmm/hypercalls.py", "vmm/shadow.py", "vmm/nested.py", "vmm/channels.py")

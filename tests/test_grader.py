@@ -14,6 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import buggy_vmms
 import pytest
 from buggy_vmms import BUGS, Bug
 from vmlab.answers import SHAPES
@@ -54,21 +55,12 @@ def visible(parts: list[str]) -> list:
 
 
 def buggy_submission(tmp_path: Path, bug: Bug) -> Path:
-    return edited_submission(tmp_path, bug.file, [(bug.old, bug.new)], bug.name)
+    return buggy_vmms.buggy_submission(tmp_path / "submission", SOLUTION, RUBRIC.editable, bug)
 
 
-def edited_submission(tmp_path: Path, file: str, edits: list[tuple[str, str]], name: str) -> Path:
-    """The solution's editable files, with `edits` (old, new) made to `file`."""
-    sub = tmp_path / "submission"
-    (sub / "vmm").mkdir(parents=True)
-    for editable in RUBRIC.editable:
-        text = (SOLUTION / editable).read_text()
-        if editable == file:
-            for old, new in edits:
-                assert text.count(old) == 1, (name, old)
-                text = text.replace(old, new)
-        (sub / editable).write_text(text)
-    return sub
+def edited_submission(tmp_path: Path, file: str, edits: list[tuple[str, str]]) -> Path:
+    return buggy_vmms.edited_submission(tmp_path / "submission", SOLUTION, RUBRIC.editable, file,
+                                        edits)
 
 
 # ----- the rubric -------------------------------------------------------------------------------
@@ -187,7 +179,7 @@ SHARED_CACHE = (
 @pytest.mark.parametrize("name", ["gstage-maps-gpa-as-hpa", "shared-host-frame-cache"])
 def test_isolation_catches_a_guest_reaching_frames_not_its_own(tmp_path: Path, name: str) -> None:
     if name == "shared-host-frame-cache":
-        sub = edited_submission(tmp_path, "vmm/shadow.py", list(SHARED_CACHE), name)
+        sub = edited_submission(tmp_path, "vmm/shadow.py", list(SHARED_CACHE))
     else:
         sub = buggy_submission(tmp_path, next(b for b in BUGS if b.name == name))
     results = grade(tmp_path, sub, [t for t in RUBRIC.tests if t.id == "isolation"])

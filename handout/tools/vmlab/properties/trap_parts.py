@@ -13,7 +13,14 @@ from typing import Any
 from hypothesis import strategies as st
 
 from ..strategies.programs import CSR_OPS, FIXED, encode
-from ..strategies.states import CSR, STIE, csr_settings, register_values
+from ..strategies.states import (
+    CSR,
+    SSTATUS_MXR,
+    SSTATUS_SUM,
+    STIE,
+    csr_settings,
+    register_values,
+)
 from . import Counterexample, Property, first_difference, fmt, register
 
 M32 = 0xFFFF_FFFF
@@ -36,6 +43,7 @@ EMULATED_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 
                  0x180, 0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82, 0x300, 0x305, 0x5C0, 0x7C0)
 USED_REGS = (1, 5, 10, 11, 12, 31)
 TRANSLATION_CSRS = (0x100, 0x180)  # sstatus (SUM, MXR) and satp: the shadows depend on them
+SUM_MXR = SSTATUS_SUM | SSTATUS_MXR  # the sstatus bits the shadows depend on
 SSTATUS_OPERANDS = (1 << 18, 1 << 19, 3 << 18, (3 << 18) | 0x122, 0xFFFF_FFFF)
 COUNTER_CSRS = (0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82)
 
@@ -314,12 +322,11 @@ def emulate_examples(draw: st.DrawFn) -> dict:
 
 
 def _sum_mxr_before(state: dict, set_: bool) -> None:
-    mask = (1 << 18) | (1 << 19)
-    entry = next((c for c in state["csrs"] if c[0] == 0x100), None)
+    entry = next((c for c in state["csrs"] if c[0] == CSR["sstatus"]), None)
     if entry is None:
-        entry = [0x100, 0]
+        entry = [CSR["sstatus"], 0]
         state["csrs"].append(entry)
-    entry[1] = entry[1] | mask if set_ else entry[1] & ~mask
+    entry[1] = entry[1] | SUM_MXR if set_ else entry[1] & ~SUM_MXR
 
 
 def _emulation(a: dict, probe: str, worker: Any) -> dict:
@@ -352,8 +359,7 @@ def check_emulate(a: dict, worker: Any) -> None:
                              "keep translations the guest just fenced", describe_instruction(a))
     before = bare_machine(a["state"]).hart
     after = got["vcpu"]
-    mask = (1 << 18) | (1 << 19)
-    if (before.satp != after["satp"] or (before.sstatus ^ after["sstatus"]) & mask) and \
+    if (before.satp != after["satp"] or (before.sstatus ^ after["sstatus"]) & SUM_MXR) and \
             "guest_translation_changed" not in called:
         raise Counterexample("the guest changed satp, SUM or MXR and "
                              "`vmm.guest_translation_changed` was not called: its shadow "
@@ -487,7 +493,7 @@ def hypercall_examples(draw: st.DrawFn) -> dict:
         example["ipc_answer"] = call[2]
         return example
     if eid == 0x10 and regs[16] == 3:  # probe: ask about an extension
-        regs[10] = draw(st.sampled_from((*EXTENSIONS, 0x08495043 ^ 1)))
+        regs[10] = draw(st.sampled_from((*EXTENSIONS, EXT_IPC ^ 1)))
     if eid == 0x53525354:
         regs[10] = draw(st.sampled_from((0, 1, 2, 3, 0xF000_0000)))
         regs[11] = draw(st.sampled_from((0, 1, 2, 0xE000_0000)))
