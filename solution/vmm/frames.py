@@ -23,10 +23,9 @@ class FrameAllocator:
         first = vmm_reserved // PAGE
         count = ram_size // PAGE - first
         # a fixed permutation of the guest pool: stride by a number coprime with its size
-        stride = _coprime_stride(count)
-        self.guest_frames = [RAM_BASE + (first + (i * stride) % count) * PAGE
-                             for i in range(count)]
-        self.guest_frames.reverse()  # pop() hands them out in the permuted order
+        # (computed as they are handed out: a list of every frame cost more than most guests)
+        self.first, self.count, self.stride = first, count, _coprime_stride(count)
+        self.handed_out = 0
         self.owner: dict[int, str] = {}
 
     def vmm_frame(self) -> int:
@@ -48,9 +47,10 @@ class FrameAllocator:
         return start
 
     def guest_frame(self, owner: str) -> int:
-        if not self.guest_frames:
+        if self.handed_out == self.count:
             raise OutOfFrames("host RAM is full")
-        frame = self.guest_frames.pop()
+        i, self.handed_out = self.handed_out, self.handed_out + 1
+        frame = RAM_BASE + (self.first + (i * self.stride) % self.count) * PAGE
         self.owner[frame] = owner
         return frame
 

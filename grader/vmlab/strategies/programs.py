@@ -20,7 +20,7 @@ words runs the same wherever it is loaded (system_programs lays itself out at fi
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -35,7 +35,6 @@ from .states import (
     SSTATUS_SUM,
     STIE,
     MachineState,
-    register_files,
 )
 
 M32 = 0xFFFF_FFFF
@@ -225,10 +224,10 @@ def _memory_access(window: MemoryWindow, dest: tuple[int, ...], src: tuple[int, 
     return st.one_of(options)
 
 
-# ----- one draw per instruction ----------------------------------------------------------------
-# Drawing an instruction field by field costs a few hypothesis draws each; programs of hundreds
-# of instructions are much cheaper to draw as one integer per instruction, decoded here into a
-# valid word (zero decodes to the simplest instruction, so shrinking still simplifies).
+# ----- instructions decoded from bits -----------------------------------------------------------
+# Drawing an instruction field by field costs a few hypothesis draws each; whole programs are
+# much cheaper to draw as bytes, decoded here into valid words (see "one draw per section").
+# Small values decode to the simplest instructions, so shrinking still simplifies.
 
 def _take(bits: int, n: int) -> tuple[int, int]:
     return bits % n, bits // n
@@ -277,6 +276,12 @@ def memory_from_bits(bits: int, window: MemoryWindow, dest: Sequence[int],
 
 
 BITS = st.integers(0, (1 << 64) - 1)
+
+
+def reg_value_from_bits(bits: int) -> int:
+    """32 bits, or (when bit 32 is set) one of the boundary values, as reg_values() draws."""
+    v = bits & ((2 << 32) - 1)
+    return BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v
 
 
 # ----- straight-line programs: groups of words with forward control flow --------------------
@@ -368,15 +373,84 @@ def _fix_link(f: Word, auipc: Word) -> Word:
     return f
 
 
+# ----- one draw per section -------------------------------------------------------------------
+# A hypothesis draw costs tens of microseconds, and a whole program drawn field by field took
+# some 400 of them: most of a whole-guest example's time. Sections are drawn instead as one byte
+# string, GROUP_BYTES per group, each decoded here by picking from a weighted table and then the
+# group's fields. An all-zero group decodes to nothing: the shrinker zeroes every byte it can,
+# so the groups that do not matter to a failure vanish from the listing. (Hypothesis draws byte
+# strings about twice their least length: a section's least size sets its usual size.)
+
+GROUP_BYTES = 8
+GroupDecoder = Callable[[int], Group]
+
+
+def groups_from_bytes(data: bytes, decode: GroupDecoder) -> list[Group]:
+    groups = []
+    for i in range(0, len(data), GROUP_BYTES):
+        bits = int.from_bytes(data[i:i + GROUP_BYTES], "little")
+        if bits:
+            groups.append(decode(bits))
+    return groups
+
+
+def pick_decoder(options: Sequence[tuple[int, GroupDecoder]]) -> GroupDecoder:
+    """One of `options` (weight, decoder), chosen by the low digits of the bits."""
+    table = tuple(d for weight, d in options for _ in range(weight))
+
+    def decode(bits: int) -> Group:
+        k, bits = _take(bits, len(table))
+        return table[k](bits)
+
+    return decode
+
+
+@lru_cache(maxsize=64)
+def section_decoder(dest: tuple[int, ...], src: tuple[int, ...], window: MemoryWindow | None,
+                    control: bool, extra: GroupDecoder | None) -> GroupDecoder:
+    """Computational instructions 6 parts in 15, loads and stores 3, forward jumps 2, extras 4
+    (the weights of the field-by-field straight_line_groups)."""
+    options: list[tuple[int, GroupDecoder]] = [(6, lambda b: (compute_from_bits(b, dest, src),))]
+    if window is not None:
+        options.append((3, lambda b: (memory_from_bits(b, window, dest, src),)))
+    if control:
+        options.append((2, lambda b: control_from_bits(b, dest, src)))
+    if extra is not None:
+        options.append((4, extra))
+    return pick_decoder(options)
+
+
+def control_from_bits(bits: int, dest: Sequence[int], src: Sequence[int], max_skip: int = 6,
+                      misaligned: bool = False) -> Group:
+    """What control_groups() draws: a forward branch, a jal, or an auipc+jalr pair."""
+    kind, bits = _take(bits, 3)
+    skip, bits = _take(bits, max_skip + 1)
+    mis = bool(bits & 1) and misaligned
+    bits >>= 1
+    if kind == 0:
+        op, bits = _take(bits, len(BRANCH_OPS))
+        a, bits = _take(bits, len(src))
+        return (Forward(tuple(BRANCH_OPS)[op], 0, src[a], src[bits % len(src)], skip,
+                        misalign=mis),)
+    rd, bits = _take(bits, len(dest))
+    if kind == 1:
+        return (Forward("jal", dest[rd], skip=skip, misalign=mis),)
+    t, bits = _take(bits, len(dest))
+    link = dest[t] if bits & 1 else dest[rd]  # half the time rd == rs1
+    return (encode("auipc", dest[t], imm=0),
+            Forward("jalr", link, dest[t], skip=skip, back=1, misalign=mis))
+
+
 def straight_line_groups(min_size: int = 5, max_size: int = 30,
                          dest: Sequence[int] = tuple(range(1, 32)), src: Sequence[int] = ALL_REGS,
                          window: MemoryWindow | None = None, control: bool = True,
-                         extra: st.SearchStrategy[Group] | None = None, cheap: bool = False
-                         ) -> st.SearchStrategy[list[Group]]:
+                         extra: st.SearchStrategy[Group] | GroupDecoder | None = None,
+                         cheap: bool = False) -> st.SearchStrategy[list[Group]]:
     """The groups of a straight-line program: computational instructions, loads and stores
     inside `window`, forward control transfers, and groups drawn from `extra`. With `cheap`,
-    computational instructions and accesses are drawn as one integer each (faster for long
-    programs; operands shrink less well)."""
+    the groups are one byte string decoded 8 bytes a group, and `extra` is a decoder (see
+    "one draw per section" below): far faster for whole programs, and shrinking still removes
+    the groups that do not matter."""
     return _straight_line_groups(min_size, max_size, tuple(dest), tuple(src), window, control,
                                  extra, cheap)
 
@@ -384,22 +458,20 @@ def straight_line_groups(min_size: int = 5, max_size: int = 30,
 @lru_cache(maxsize=256)
 def _straight_line_groups(min_size: int, max_size: int, dest: tuple[int, ...],
                           src: tuple[int, ...], window: MemoryWindow | None, control: bool,
-                          extra: st.SearchStrategy[Group] | None,
+                          extra: st.SearchStrategy[Group] | GroupDecoder | None,
                           cheap: bool) -> st.SearchStrategy[list[Group]]:
     if cheap:
-        compute = BITS.map(lambda b: (compute_from_bits(b, dest, src),))
-    else:
-        compute = computational(dest=dest, src=src).map(lambda w: (w,))
-    options = [compute] * 6
+        assert extra is None or callable(extra) and not isinstance(extra, st.SearchStrategy)
+        decode = section_decoder(dest, src, window, control, extra)
+        return st.binary(min_size=GROUP_BYTES * min_size, max_size=GROUP_BYTES * max_size).map(
+            lambda data: groups_from_bytes(data, decode))
+    options = [computational(dest=dest, src=src).map(lambda w: (w,))] * 6
     if window is not None:
-        if cheap:
-            memory = BITS.map(lambda b: (memory_from_bits(b, window, dest, src),))
-        else:
-            memory = memory_access(window, dest, src).map(lambda w: (w,))
-        options += [memory] * 3
+        options += [memory_access(window, dest, src).map(lambda w: (w,))] * 3
     if control:
         options += [control_groups(dest, src)] * 2
     if extra is not None:
+        assert isinstance(extra, st.SearchStrategy)
         options += [extra] * 4
     return st.lists(weighted(options), min_size=min_size, max_size=max_size)
 
@@ -505,75 +577,108 @@ def _words_bytes(words: Sequence[int]) -> bytes:
     return struct.pack(f"<{len(words)}I", *(w & M32 for w in words))
 
 
-@lru_cache(maxsize=8)
-def csr_groups(user: bool) -> st.SearchStrategy[Group]:
+def csr_from_bits(bits: int, user: bool) -> Group:
     """A CSR instruction on one of the CSRs a generated program may touch (in U-mode most of
-    them trap), or the re-arming of the timer a little ahead."""
-    def one(op: str, name: str, rd: int, rs1: int) -> Group:
-        return (encode(op, rd, rs1, imm=CSR[name]),)
+    them trap), or (S-mode) the re-arming of the timer a little ahead: reads half the time."""
+    kinds = ("read", "write") if user else ("read", "read", "write", "rearm")
+    k, bits = _take(bits, len(kinds))
+    if kinds[k] == "read":
+        op, bits = _take(bits, 4)
+        csr, bits = _take(bits, len(CSR_READS))
+        return (encode(("csrrs", "csrrc", "csrrsi", "csrrci")[op],
+                       FREE_REGS[bits % len(FREE_REGS)], 0, imm=CSR[CSR_READS[csr]]),)
+    r, bits = _take(bits, len(FREE_REGS))
+    if kinds[k] == "rearm":
+        k = 1 + bits % 300
+        return (encode("csrrs", FREE_REGS[r], 0, imm=CSR["time"]),
+                encode("addi", FREE_REGS[r], FREE_REGS[r], imm=k),
+                encode("csrrw", 0, FREE_REGS[r], imm=CSR["stimecmp"]))
+    op, bits = _take(bits, len(CSR_OPS))
+    csr, bits = _take(bits, len(CSR_WRITES))
+    rd = FREE_REGS[r] if bits & 1 else 0  # the old value kept, or thrown away
+    return (encode(tuple(CSR_OPS)[op], rd, (bits >> 1) & 31, imm=CSR[CSR_WRITES[csr]]),)
 
-    reads = st.builds(one, st.sampled_from(("csrrs", "csrrc", "csrrsi", "csrrci")),
-                      st.sampled_from(CSR_READS), registers(FREE_REGS), st.just(0))
-    writes = st.builds(one, st.sampled_from(tuple(CSR_OPS)), st.sampled_from(CSR_WRITES),
-                       st.one_of(st.just(0), registers(FREE_REGS)), registers(range(32)))
-    rearm = st.builds(lambda r, k: (encode("csrrs", r, 0, imm=CSR["time"]),
-                                    encode("addi", r, r, imm=k),
-                                    encode("csrrw", 0, r, imm=CSR["stimecmp"])),
-                      registers(FREE_REGS), st.integers(1, 300))
-    if user:
-        return weighted([reads, writes])
-    return weighted([reads, reads, writes, rearm])
+
+SBI_A0 = (65, 10, DATA_S - 16, 3)
+
+
+def sbi_from_bits(bits: int) -> Group:
+    """An SBI call (from S-mode: the firmware; from U-mode: a trap that ends the U call), with
+    a0 left as it is a third of the time."""
+    call, bits = _take(bits, len(SBI_CALLS))
+    eid, fid = SBI_CALLS[call]
+    how, bits = _take(bits, 3)
+    a0 = (None if how == 0 else SBI_A0[bits % len(SBI_A0)] if how == 1
+          else reg_value_from_bits(bits))
+    return (*li(17, eid), encode("addi", 16, 0, imm=fid), *([] if a0 is None else li(10, a0)),
+            FIXED["ecall"])
+
+
+ACCESS_OPS = tuple(LOAD_OPS) + tuple(STORE_OPS)
+MISALIGNABLE = ("lh", "lhu", "lw", "sh", "sw")
+
+
+def _access(op: str, r: int, base: int, imm: int) -> Group:
+    return ((encode(op, r, base, imm=imm) if op in LOAD_OPS else encode(op, 0, base, r, imm=imm)),)
+
+
+def memory_any_from_bits(bits: int) -> Group:
+    """A load or store through any register, at any offset."""
+    op, bits = _take(bits, len(ACCESS_OPS))
+    r, bits = _take(bits, len(FREE_REGS))
+    base, bits = _take(bits, 32)
+    return _access(ACCESS_OPS[op], FREE_REGS[r], base, _imm12_from_bits(bits))
+
+
+def memory_low_from_bits(bits: int) -> Group:
+    """An aligned access at x0 + imm: never RAM (an access fault, or a page fault with
+    paging)."""
+    op, bits = _take(bits, len(ACCESS_OPS))
+    r, bits = _take(bits, len(FREE_REGS))
+    return _access(ACCESS_OPS[op], FREE_REGS[r], 0, _imm12_from_bits(bits) & -4)
+
+
+def misaligned_from_bits(bits: int) -> Group:
+    op, bits = _take(bits, len(MISALIGNABLE))
+    r, bits = _take(bits, len(FREE_REGS))
+    return _access(MISALIGNABLE[op], FREE_REGS[r], DATA_BASE_REG, (bits % 2001 - 1000) | 1)
+
+
+def simple_from_bits(bits: int, user: bool) -> Group:
+    """A one-word instruction that traps or does nothing visible, or a word that is not a
+    valid instruction here."""
+    words = (FIXED["ebreak"], FIXED["fence"], FIXED["fence.i"], FIXED["wfi"],
+             FIXED["sret"] if user else FIXED["ebreak"], *BAD_WORDS)
+    return (words[bits % len(words)],)
+
+
+def wild_from_bits(bits: int) -> Group:
+    """A jump anywhere: a fetch fault (or not) that the handler returns from to
+    WILD_LINK_REG."""
+    base, bits = _take(bits, 32)
+    return (encode("jalr", WILD_LINK_REG, base, imm=_imm12_from_bits(bits)),)
+
+
+def uart_from_bits(bits: int) -> Group:
+    """A byte to the UART's transmit register (a page fault with paging: it is not mapped)."""
+    r, bits = _take(bits, len(FREE_REGS))
+    return (*li(FREE_REGS[r], UART_THR), encode("sb", 0, FREE_REGS[r], bits % 32, imm=0))
 
 
 @lru_cache(maxsize=8)
-def sbi_groups() -> st.SearchStrategy[Group]:
-    """An SBI call (from S-mode: the firmware; from U-mode: a trap that ends the U call)."""
-    def call(eid_fid: tuple[int, int], a0: int) -> Group:
-        eid, fid = eid_fid
-        return (*li(17, eid), encode("addi", 16, 0, imm=fid),
-                *([] if a0 is None else li(10, a0)), FIXED["ecall"])
-
-    a0 = st.one_of(st.none(), st.sampled_from((65, 10, DATA_S - 16, 3)), reg_values())
-    return st.builds(call, st.sampled_from(SBI_CALLS), a0)
-
-
-@lru_cache(maxsize=8)
-def system_extra_groups(user: bool) -> st.SearchStrategy[Group]:
+def system_extra_decoder(user: bool) -> GroupDecoder:
     """The unusual groups of system programs: CSR accesses, SBI calls, traps of every kind,
     privileged instructions, fences, accesses through arbitrary registers."""
-    free = registers(FREE_REGS)
-    any_reg = registers(range(32))
-    memory_any = st.builds(
-        lambda op, r, b, i: (encode(op, r, b, imm=i) if op in LOAD_OPS
-                             else encode(op, 0, b, r, imm=i),),
-        st.sampled_from(tuple(LOAD_OPS) + tuple(STORE_OPS)), free, any_reg, imm12s())
-    # aligned accesses at x0 + imm: never RAM (an access fault, or a page fault with paging)
-    memory_low = st.builds(
-        lambda op, r, i: (encode(op, r, 0, imm=i & -4) if op in LOAD_OPS
-                          else encode(op, 0, 0, r, imm=i & -4),),
-        st.sampled_from(tuple(LOAD_OPS) + tuple(STORE_OPS)), free, imm12s())
-    misaligned_data = st.builds(
-        lambda op, r, i: (encode(op, r, DATA_BASE_REG, imm=i) if op in LOAD_OPS
-                          else encode(op, 0, DATA_BASE_REG, r, imm=i),),
-        st.sampled_from(("lh", "lhu", "lw", "sh", "sw")), free,
-        st.integers(-1000, 1000).map(lambda i: i | 1))
-    simple = st.sampled_from([(FIXED["ebreak"],), (FIXED["fence"],), (FIXED["fence.i"],),
-                              (FIXED["wfi"],), (FIXED["sret"],) if user else (FIXED["ebreak"],)]
-                             + [(w,) for w in BAD_WORDS])
-    sfence = st.builds(lambda a, b: (encode("sfence.vma", 0, a, b),), any_reg, any_reg)
-    # a byte to the UART's transmit register (a page fault with paging: it is not mapped)
-    uart = st.builds(lambda r, v: (*li(r, UART_THR), encode("sb", 0, r, v, imm=0)),
-                     free, any_reg)
-    # a jump anywhere: a fetch fault (or not) that the handler returns from to WILD_LINK_REG
-    wild = st.builds(lambda b, i: (encode("jalr", WILD_LINK_REG, b, imm=i),), any_reg, imm12s())
-    return weighted([csr_groups(user), csr_groups(user), sbi_groups(), sbi_groups(),
-                     memory_any, memory_any, memory_low, memory_low, misaligned_data, simple,
-                     simple, sfence, wild, wild, wild, uart,
-                     control_groups(FREE_REGS, range(32), misaligned=True)])
+    return pick_decoder([
+        (2, lambda b: csr_from_bits(b, user)), (2, sbi_from_bits), (2, memory_any_from_bits),
+        (2, memory_low_from_bits), (1, misaligned_from_bits),
+        (2, lambda b: simple_from_bits(b, user)),
+        (1, lambda b: (encode("sfence.vma", 0, b % 32, (b >> 5) % 32),)),
+        (3, wild_from_bits), (1, uart_from_bits),
+        (1, lambda b: control_from_bits(b, FREE_REGS, ALL_REGS, misaligned=True))])
 
 
-_PATCH_WORDS = st.one_of(computational(dest=FREE_REGS),
-                        st.sampled_from((FIXED["ebreak"], 0, FIXED["ecall"])))
+PATCH_WORDS = (FIXED["ebreak"], 0, FIXED["ecall"])
 
 
 @st.composite
@@ -581,22 +686,29 @@ def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int
     """Straight-line groups, some of which overwrite a computational group of the same section
     (before or after them) with a new instruction word."""
     window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
-    groups = draw(straight_line_groups(min_size, max_size, FREE_REGS, range(32), window, True,
-                                       system_extra_groups(user), cheap=True))
+    groups = draw(straight_line_groups(min_size, max_size, FREE_REGS, ALL_REGS, window, True,
+                                       system_extra_decoder(user), cheap=True))
     targets = [i for i, g in enumerate(groups) if len(g) == 1 and isinstance(g[0], int)
                and g[0] & 0x7F in (0x13, 0x33, 0x37, 0x17)]
     if targets:
-        for _ in range(draw(st.integers(0, 3))):
-            new = draw(_PATCH_WORDS)
-            rv = draw(registers(FREE_REGS))
-            rt = draw(registers(tuple(r for r in FREE_REGS if r != rv)))
-            target = targets[draw(index_below(len(targets)))]
-            at = draw(index_below(len(groups) + 1))
+        for _ in range(draw(PATCH_COUNTS)):
+            bits = draw(BITS)  # one draw for the whole patch
+            new = (compute_from_bits(bits >> 1, FREE_REGS, ALL_REGS) if bits & 1 == 0
+                   else PATCH_WORDS[(bits >> 1) % 3])
+            bits >>= 40
+            rv, bits = _take(bits, len(FREE_REGS))
+            others = tuple(r for r in FREE_REGS if r != FREE_REGS[rv])
+            rt, bits = _take(bits, len(others))
+            target = targets[bits % len(targets)]
+            at = (bits // len(targets)) % (len(groups) + 1)
             groups = [_shift_patches(g, at) for g in groups]
-            groups.insert(at, (*li(rv, new), encode("auipc", rt, imm=0),
-                               Patch(rt, rv, target + (target >= at))))
+            groups.insert(at, (*li(FREE_REGS[rv], new), encode("auipc", others[rt], imm=0),
+                               Patch(others[rt], FREE_REGS[rv], target + (target >= at))))
             targets = [t + (t >= at) for t in targets]
     return groups
+
+
+PATCH_COUNTS = st.integers(0, 3)
 
 
 def _shift_patches(g: Group, inserted_at: int) -> Group:
@@ -680,6 +792,26 @@ DATA_FLAGS = (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,) * 4 + (
     0)  # invalid
 
 
+DECOYS = st.binary(min_size=3 * GROUP_BYTES, max_size=8 * GROUP_BYTES)
+STATUS_FLAGS = (SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SUM, SSTATUS_MXR)
+STATUS_SETS = st.integers(0, 15).map(
+    lambda k: sum(f for i, f in enumerate(STATUS_FLAGS) if k >> i & 1))
+REGISTER_BYTES = 5  # 33 bits a register: its value, or a boundary value
+
+
+def register_file_bytes(fixed: dict[int, int]) -> st.SearchStrategy[tuple[int, ...]]:
+    """register_files(), drawn as one byte string (32 draws cost more than the rest of a
+    program's choices)."""
+    def decode(data: bytes) -> tuple[int, ...]:
+        values = [reg_value_from_bits(int.from_bytes(data[i:i + REGISTER_BYTES], "little"))
+                  for i in range(0, 32 * REGISTER_BYTES, REGISTER_BYTES)]
+        return tuple(0 if i == 0 else fixed.get(i, v) for i, v in enumerate(values))
+    return REGISTER_FILE_BYTES.map(decode)
+
+
+REGISTER_FILE_BYTES = st.binary(min_size=32 * REGISTER_BYTES, max_size=32 * REGISTER_BYTES)
+
+
 @st.composite
 def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: int = 6,
                     ends: tuple[str, ...] = ("shutdown", "spin", "spin")) -> SystemProgram:
@@ -698,7 +830,7 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     u_words: list[int] = []
     for _ in range(draw(st.integers(0, 3))):
         u_functions.append(U_CODE + 4 * len(u_words))
-        u_words += layout(draw(_patchable_section(True, 2, 12))) + [FIXED["ecall"]]
+        u_words += layout(draw(_patchable_section(True, 3, 12))) + [FIXED["ecall"]]
     # the S-mode program
     groups: list[Group] = []
     for _ in range(draw(st.integers(1, max_sections))):
@@ -706,13 +838,13 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
                                     if u_functions else ["straight", "straight", "loop", "long"]))
         features.add(kind)
         if kind == "straight":
-            groups.append(tuple(layout(draw(_patchable_section(False, 3, 25)))))
+            groups.append(tuple(layout(draw(_patchable_section(False, 4, 25)))))
         elif kind == "long":  # no control flow: longer than a compiled block may be
             window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
             groups.append(tuple(layout(draw(straight_line_groups(
-                66, 80, FREE_REGS, range(32), window, control=False, cheap=True)))))
+                66, 80, FREE_REGS, ALL_REGS, window, control=False, cheap=True)))))
         elif kind == "loop":
-            body = layout(draw(_patchable_section(False, 2, 12)))
+            body = layout(draw(_patchable_section(False, 3, 12)))
             groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
         else:
             groups.append(_u_call(draw(st.sampled_from(u_functions))))
@@ -737,8 +869,8 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
                else [S_CODE + 0x1000 * i for i in range(CODE_PAGES)])
     # the code pages around the program hold other (never reached) code: a fetch from the
     # wrong frame, or past the end of a page, would run it
-    decoy = draw(st.lists(BITS.map(lambda b: compute_from_bits(b, FREE_REGS, range(32))),
-                          min_size=3, max_size=8))
+    decoy = [compute_from_bits(int.from_bytes(d[i:i + GROUP_BYTES], "little"), FREE_REGS, ALL_REGS)
+             for d in [draw(DECOYS)] for i in range(0, len(d), GROUP_BYTES)]
     filler = _words_bytes(decoy) * (((CODE_PAGES + 1) * 1024) // len(decoy) + 1)
     image = bytearray(filler[:(CODE_PAGES + 1) * 4096])
     image[4 * pad:4 * pad + 4 * len(s_words)] = _words_bytes(s_words)
@@ -761,14 +893,14 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
         asid = draw(st.integers(0, 0x1FF))
         csrs.append((CSR["satp"], 1 << 31 | asid << 22 | PT_ROOT >> 12))
         features.add("paging")
-    status = draw(st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SUM, SSTATUS_MXR))))
+    status = draw(STATUS_SETS)
     timer = draw(st.sampled_from((0, 0, 0, (1 << 64) - 1))) or draw(st.integers(1, 400))
     sie = draw(st.sampled_from((STIE, STIE, STIE, 0)))
-    csrs += [(CSR["sstatus"], sum(status)), (CSR["sie"], sie),
+    csrs += [(CSR["sstatus"], status), (CSR["sie"], sie),
              (CSR["scounteren"], draw(st.integers(0, 7))),
              (CSR["sscratch"], draw(reg_values())),
              (CSR["stimecmp"], timer & M32), (CSR["stimecmph"], timer >> 32)]
-    regs = draw(register_files(fixed={DATA_BASE_REG: DATA_S, RESUME_REG: entry,
-                                      WILD_LINK_REG: entry, 30: 0, 31: 0, LOOP_REG: 0}))
+    regs = draw(register_file_bytes({DATA_BASE_REG: DATA_S, RESUME_REG: entry,
+                                     WILD_LINK_REG: entry, 30: 0, 31: 0, LOOP_REG: 0}))
     state = MachineState(regs=regs, pc=entry, mode=1, csrs=tuple(csrs))
     return SystemProgram(tuple(segments), state, paging, frozenset(features))

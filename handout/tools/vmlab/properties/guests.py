@@ -27,10 +27,11 @@ from ..strategies.programs import (
     encode,
     layout,
     loop_words,
+    register_file_bytes,
     straight_line_groups,
     system_programs,
 )
-from ..strategies.states import CSR, MachineState, register_files
+from ..strategies.states import CSR, MachineState
 from . import Counterexample, Property, fmt, register
 
 GUEST_RAM = 8 << 20
@@ -207,7 +208,7 @@ def compute_programs(draw: st.DrawFn) -> SystemProgram:
     words = loop_words(LOOP_REG, draw(st.integers(30, 60)), body)
     words += [encode("addi", 17, 0, imm=8), 0x0000_0073]
     code = b"".join(w.to_bytes(4, "little") for w in words)
-    regs = draw(register_files(fixed={DATA_BASE_REG: DATA_S, LOOP_REG: 0}))
+    regs = draw(register_file_bytes({DATA_BASE_REG: DATA_S, LOOP_REG: 0}))
     state = MachineState(regs=regs, pc=S_CODE, mode=1, csrs=())
     return SystemProgram(((S_CODE, code),), state, False, frozenset({"compute"}))
 
