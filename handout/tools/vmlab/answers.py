@@ -3,9 +3,16 @@
 The worker runs the student's code, so its answers are untrusted: `sandbox.Worker.call` checks
 each one against its shape before any property reads it, and an answer of the wrong shape costs
 the example (a WorkerFailure, "garbled") instead of a KeyError in the grader.
+
+The check is `shape_error`, for the few keywords used here (KEYWORDS): the jsonschema library
+took longer over an answer than most probes take to run. It is stricter than JSON Schema in one
+respect: an integer is an int, never 1.0, since properties format integers with `:#x`.
+tests/test_answers.py checks it against jsonschema.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 INT = {"type": "integer"}
 TEXT = {"type": "string"}
@@ -57,3 +64,48 @@ SHAPES: dict[str, dict] = {
     "ipc_start": _obj(ids=INTS),
     "ipc": _obj(result={"anyOf": [{"type": "null"}, TEXT, INTS]}, woken=INTS),
 }
+
+
+KEYWORDS = frozenset({"type", "required", "properties", "additionalProperties", "items",
+                      "prefixItems", "minItems", "maxItems", "anyOf"})
+TYPES = {"integer": lambda v: type(v) is int, "string": lambda v: type(v) is str,
+         "boolean": lambda v: type(v) is bool, "null": lambda v: v is None,
+         "array": lambda v: type(v) is list, "object": lambda v: type(v) is dict}
+
+
+def shape_error(value: Any, shape: dict, path: str = "") -> str | None:
+    """Why `value` (as json.loads made it) does not have `shape`, naming where; None if it
+    does."""
+    where = path or "(top)"
+    if "anyOf" in shape and all(shape_error(value, s, path) for s in shape["anyOf"]):
+        return f"{where}: {_short(value)} is not valid under any of the given schemas"
+    kind = shape.get("type")
+    if kind is not None and not TYPES[kind](value):
+        return f"{where}: {_short(value)} is not of type {kind!r}"
+    if type(value) is dict:
+        for key in shape.get("required", ()):
+            if key not in value:
+                return f"{where}: {key!r} is a required property"
+        known, others = shape.get("properties", {}), shape.get("additionalProperties")
+        for key, item in value.items():
+            inner = known.get(key, others)
+            error = inner is not None and shape_error(item, inner, f"{path}/{key}".lstrip("/"))
+            if error:
+                return error
+    elif type(value) is list:
+        if len(value) < shape.get("minItems", 0):
+            return f"{where}: {_short(value)} is too short"
+        if len(value) > shape.get("maxItems", len(value)):
+            return f"{where}: {_short(value)} is too long"
+        prefix, rest = shape.get("prefixItems", ()), shape.get("items")
+        for i, item in enumerate(value):
+            inner = prefix[i] if i < len(prefix) else rest
+            error = inner is not None and shape_error(item, inner, f"{path}/{i}".lstrip("/"))
+            if error:
+                return error
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
