@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..strategies.pagetables import page_tables, ram_megapages, ram_pages, requests
+from ..strategies.pagetables import draw_request, page_tables, ram_megapages, ram_pages
 from . import Counterexample, Property, register
 
 GUEST_RAM = 16 << 20
@@ -46,13 +46,16 @@ def in_ram(gpa: int) -> bool:
     return RAM_BASE <= gpa < RAM_BASE + GUEST_RAM
 
 
+GUEST_TABLES = page_tables(ROOT, TABLES, targets=ram_pages(size=GUEST_RAM),
+                           mega_targets=ram_megapages(size=GUEST_RAM))
+
+
 @st.composite
 def translation_examples(draw: st.DrawFn) -> dict:
-    tables = draw(page_tables(ROOT, TABLES, targets=ram_pages(size=GUEST_RAM),
-                              mega_targets=ram_megapages(size=GUEST_RAM)))
+    tables = draw(GUEST_TABLES)
     queries = []
     for _ in range(draw(st.integers(1, 10))):
-        queries.append(list(draw(requests(tables))))
+        queries.append(list(draw_request(draw, tables)))
     return {"writes": [list(w) for w in tables.writes], "satp": tables.satp(asid=1),
             "queries": queries, "memory": GUEST_RAM}
 
@@ -166,9 +169,12 @@ register(Property(
 
 # ----- shadow-flush ----------------------------------------------------------------------------
 
+TRANSLATION_EXAMPLES = translation_examples()
+
+
 @st.composite
 def flush_examples(draw: st.DrawFn) -> dict:
-    a = draw(translation_examples())
+    a = draw(TRANSLATION_EXAMPLES)
     walk = guest_walk(a["writes"], a["satp"])
     fills = []
     for va, access, mode, sum_, mxr in a["queries"]:

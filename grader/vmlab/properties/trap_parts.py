@@ -18,8 +18,9 @@ from ..strategies.states import (
     SSTATUS_MXR,
     SSTATUS_SUM,
     STIE,
-    csr_settings,
+    draw_csr_settings,
     register_values,
+    sampled,
 )
 from . import Counterexample, Property, first_difference, fmt, register
 
@@ -108,14 +109,18 @@ def step_bare(state: dict, bits: int) -> tuple[Any, tuple[int, int] | None, Any]
 def vcpu_states(draw: st.DrawFn, modes: tuple[int, ...] = (S, U),
                 pc: st.SearchStrategy[int] | None = None) -> dict:
     """A virtual CPU: registers, the supervisor CSRs, a mode, a pc, its clock."""
-    csrs = list(draw(csr_settings(stvec=STVEC, now=draw(st.integers(0, 5000)))))
-    instret = draw(st.sampled_from((0, 1, 1000, 0xFFFF_FFFF, 1 << 32)))
+    csrs = list(draw_csr_settings(draw, stvec=STVEC, now=draw(st.integers(0, 5000))))
+    instret = draw(_INSTRETS)
     regs = [0] * 32
     for i in USED_REGS:  # the operands the generated instructions and SBI calls read
         regs[i] = draw(register_values())
-    return {"regs": regs, "mode": draw(st.sampled_from(modes)),
+    return {"regs": regs, "mode": draw(sampled(modes)),
             "pc": draw(pc) if pc is not None else PC, "csrs": [list(c) for c in csrs],
-            "fields": {"instret": instret, "idle": draw(st.sampled_from((0, 7, 5000)))}}
+            "fields": {"instret": instret, "idle": draw(_IDLES)}}
+
+
+_INSTRETS = st.sampled_from((0, 1, 1000, 0xFFFF_FFFF, 1 << 32))
+_IDLES = st.sampled_from((0, 7, 5000))
 
 
 def csr_instructions(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
@@ -152,14 +157,17 @@ PRIVILEGED = st.one_of(csr_instructions(EMULATED_CSRS),
                        st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)))
 
 
+_RAISES = st.sampled_from((None, None, [2, 0x3020_0073], [13, 0x1234_5678]))
+
+
 @st.composite
 def dispatch_examples(draw: st.DrawFn) -> dict:
-    paging = draw(st.sampled_from(("shadow", "nested")))
-    cause = draw(st.sampled_from(tuple(c for c in DISPATCH_CAUSES
+    paging = draw(sampled(("shadow", "nested")))
+    cause = draw(sampled(tuple(c for c in DISPATCH_CAUSES
                                        if paging == "nested" or c < 20)))
     tval = draw(PRIVILEGED) if cause == 2 else draw(st.integers(0, M32))
-    raises = draw(st.sampled_from((None, None, [2, 0x3020_0073], [13, 0x1234_5678])))
-    return {"paging": paging, "cause": cause, "tval": tval, "vmode": draw(st.sampled_from((S, U))),
+    raises = draw(_RAISES)
+    return {"paging": paging, "cause": cause, "tval": tval, "vmode": draw(sampled((S, U))),
             "gpa": draw(st.integers(0, (1 << 34) - 1)) if cause >= 20 else 0, "raises": raises}
 
 
@@ -223,12 +231,12 @@ REFLECT_STATES = vcpu_states(pc=st.sampled_from((PC, PC + 0x10, STVEC, STVEC)))
 def reflect_examples(draw: st.DrawFn) -> dict:
     state = draw(REFLECT_STATES)
     # fetch faults twice as often: at stvec right after a trap they are fatal
-    cause = draw(st.sampled_from((0, 1, 12) + tuple(c for c in CAUSE_NAMES if c < 20 or c > 23)))
+    cause = draw(sampled((0, 1, 12) + tuple(c for c in CAUSE_NAMES if c < 20 or c > 23)))
     state["fields"]["trap_entry"] = draw(st.booleans())
     if draw(st.integers(0, 4)) == 0:
         # a fetch fault at the vector itself, right after a trap: fatal on the bare machine, and
         # too rare among the combinations above to leave to chance
-        cause = draw(st.sampled_from((0, 1, 12)))
+        cause = draw(sampled((0, 1, 12)))
         state["pc"], state["fields"]["trap_entry"] = STVEC, True
     return {"state": state, "cause": cause,
             "tval": 0 if cause >> 31 else draw(st.integers(0, M32))}
@@ -315,7 +323,7 @@ def emulate_examples(draw: st.DrawFn) -> dict:
     rs1, funct3 = (bits >> 15) & 31, (bits >> 12) & 7
     if bits >> 20 == 0x100 and rs1 and funct3 in (1, 2, 3):
         # a register operand that flips SUM or MXR: random values rarely reach bits 18 and 19
-        state["regs"][rs1] = draw(st.sampled_from(SSTATUS_OPERANDS))
+        state["regs"][rs1] = draw(sampled(SSTATUS_OPERANDS))
         if funct3 != 1:  # csrrs and csrrc change only what is not already so
             _sum_mxr_before(state, set_=funct3 == 3)
     return {"state": state, "bits": bits}
@@ -408,7 +416,7 @@ register(Property(
 @st.composite
 def sret_wfi_examples(draw: st.DrawFn) -> dict:
     state = draw(S_STATES)
-    kind = draw(st.sampled_from(("sret", "wfi")))
+    kind = draw(sampled(("sret", "wfi")))
     if kind == "wfi" and draw(st.booleans()):
         # a timer that can wake the guest, a little ahead of its clock: where wfi must skip
         # time forward (random CSRs rarely line the two up)
@@ -480,7 +488,7 @@ IPC_CALLS = tuple((EXT_IPC, fid, answer) for fid in (0, 1) for answer in IPC_ANS
 
 @st.composite
 def hypercall_examples(draw: st.DrawFn) -> dict:
-    call = draw(st.sampled_from(SBI_CALLS + IPC_CALLS * 2))
+    call = draw(sampled(SBI_CALLS + IPC_CALLS * 2))
     state = draw(S_STATES)
     regs = state["regs"]
     eid, fid = call[:2]
@@ -488,20 +496,20 @@ def hypercall_examples(draw: st.DrawFn) -> dict:
     example: dict = {"state": state, "memory": []}
     if eid == EXT_IPC:  # the lab's IPC extension
         regs[10] = draw(st.integers(0, 7))
-        regs[11] = draw(st.sampled_from((BUFFER, 0x8000_0000, 0x1000, 0xFFFF_FFF0)))
-        regs[12] = draw(st.sampled_from((0, 4, 256, 257)))
+        regs[11] = draw(sampled((BUFFER, 0x8000_0000, 0x1000, 0xFFFF_FFF0)))
+        regs[12] = draw(sampled((0, 4, 256, 257)))
         example["ipc_answer"] = call[2]
         return example
     if eid == 0x10 and regs[16] == 3:  # probe: ask about an extension
-        regs[10] = draw(st.sampled_from((*EXTENSIONS, EXT_IPC ^ 1)))
+        regs[10] = draw(sampled((*EXTENSIONS, EXT_IPC ^ 1)))
     if eid == 0x53525354:
-        regs[10] = draw(st.sampled_from((0, 1, 2, 3, 0xF000_0000)))
-        regs[11] = draw(st.sampled_from((0, 1, 2, 0xE000_0000)))
+        regs[10] = draw(sampled((0, 1, 2, 3, 0xF000_0000)))
+        regs[11] = draw(sampled((0, 1, 2, 0xE000_0000)))
     text = draw(st.binary(min_size=0, max_size=24))
     if eid == 0x4442434E:
-        regs[10] = draw(st.sampled_from((len(text), 0, 4096, 0xFFFF_FFFF)))
-        regs[11] = draw(st.sampled_from((BUFFER, BUFFER, 0x8080_0000 - 4, 0x1000, 0xFFFF_FFF0)))
-        regs[12] = draw(st.sampled_from((0, 0, 1)))
+        regs[10] = draw(sampled((len(text), 0, 4096, 0xFFFF_FFFF)))
+        regs[11] = draw(sampled((BUFFER, BUFFER, 0x8080_0000 - 4, 0x1000, 0xFFFF_FFF0)))
+        regs[12] = draw(sampled((0, 0, 1)))
     example["memory"] = [[BUFFER, text.hex()]] if text else []
     return example
 

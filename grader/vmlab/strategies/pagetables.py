@@ -351,8 +351,7 @@ def gstage_tables(root: int, table_pages: Sequence[int], **kwargs: object) -> st
 
 # ----- addresses and who is asking ---------------------------------------------------------------
 
-@st.composite
-def _address(draw: st.DrawFn, tables: PageTables | None, mask: int) -> int:
+def draw_address(draw: st.DrawFn, tables: PageTables | None, mask: int) -> int:
     choices = []
     if tables is not None and tables.leaves:
         choices += [tables.leaves] * 3
@@ -379,6 +378,10 @@ def addresses(tables: PageTables | None = None, align: int = 1,
     return _address(tables, ((1 << bits) - 1) & ~(align - 1))
 
 
+# (composites with arguments are a new strategy object per call: see states.draw_timer)
+_address = st.composite(draw_address)
+
+
 _ACCESS = st.sampled_from((FETCH, LOAD, STORE))
 _PRIV = st.sampled_from((U_MODE, S_MODE))
 
@@ -386,10 +389,10 @@ _PRIV = st.sampled_from((U_MODE, S_MODE))
 Request = tuple[int, int, int, bool, bool]  # address, access type, privilege, SUM, MXR
 
 
-@st.composite
-def _request(draw: st.DrawFn, tables: PageTables | None, mask: int) -> Request:
+def draw_request(draw: st.DrawFn, tables: PageTables | None, mask: int = 0xFFFF_FFFF) -> Request:
+    """One of `requests(tables)`, drawn directly (no strategy object per table)."""
     if tables is None or not tables.leaves or draw(st.booleans()):
-        return (draw(_address(tables, mask)), draw(_ACCESS), draw(_PRIV), draw(st.booleans()),
+        return (draw_address(draw, tables, mask), draw(_ACCESS), draw(_PRIV), draw(st.booleans()),
                 draw(st.booleans()))
     leaf = tables.leaves[draw(_choice_of(len(tables.leaves)))]
     address = (leaf.base + (draw(_OFFSET) & (leaf.size - 1))) & mask
@@ -409,6 +412,9 @@ def requests(tables: PageTables | None = None, align: int = 1,
     at a leaf with an access, privilege, SUM and MXR that its flags allow (the walk may still
     fault on the way); the other half are `addresses` with anything at all."""
     return _request(tables, ((1 << bits) - 1) & ~(align - 1))
+
+
+_request = st.composite(draw_request)
 
 
 def access_types() -> st.SearchStrategy[int]:

@@ -35,6 +35,7 @@ from .states import (
     SSTATUS_SUM,
     STIE,
     MachineState,
+    sampled,
 )
 
 M32 = 0xFFFF_FFFF
@@ -711,6 +712,12 @@ def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int
 PATCH_COUNTS = st.integers(0, 3)
 
 
+@cache
+def patchable_sections(user: bool, min_size: int, max_size: int) -> st.SearchStrategy[list[Group]]:
+    """_patchable_section, one strategy object per size (see `sampled`)."""
+    return _patchable_section(user, min_size, max_size)
+
+
 def _shift_patches(g: Group, inserted_at: int) -> Group:
     """Keep the Patch placeholders of `g` pointing at the same groups after a group was
     inserted at `inserted_at`."""
@@ -799,17 +806,17 @@ STATUS_SETS = st.integers(0, 15).map(
 REGISTER_BYTES = 5  # 33 bits a register: its value, or a boundary value
 
 
-def register_file_bytes(fixed: dict[int, int]) -> st.SearchStrategy[tuple[int, ...]]:
-    """register_files(), drawn as one byte string (32 draws cost more than the rest of a
-    program's choices)."""
-    def decode(data: bytes) -> tuple[int, ...]:
-        values = [reg_value_from_bits(int.from_bytes(data[i:i + REGISTER_BYTES], "little"))
-                  for i in range(0, 32 * REGISTER_BYTES, REGISTER_BYTES)]
-        return tuple(0 if i == 0 else fixed.get(i, v) for i, v in enumerate(values))
-    return REGISTER_FILE_BYTES.map(decode)
+def registers_from_bytes(data: bytes, fixed: dict[int, int]) -> tuple[int, ...]:
+    """x0..x31 from REGISTER_FILE_BYTES: x0 = 0, the registers of `fixed` as given."""
+    values = [reg_value_from_bits(int.from_bytes(data[i:i + REGISTER_BYTES], "little"))
+              for i in range(0, 32 * REGISTER_BYTES, REGISTER_BYTES)]
+    return tuple(0 if i == 0 else fixed.get(i, v) for i, v in enumerate(values))
 
 
+# register_files(), drawn as one byte string (32 draws cost more than the rest of a program's)
 REGISTER_FILE_BYTES = st.binary(min_size=32 * REGISTER_BYTES, max_size=32 * REGISTER_BYTES)
+CODE_FRAME_ORDERS = st.permutations(range(CODE_PAGES + 1))
+DATA_BYTES = st.binary(min_size=0, max_size=256)
 
 
 @st.composite
@@ -824,47 +831,47 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     shutdown or a tight loop, as `ends` says (a list to draw from)."""
     features: set[str] = set()
     if paging is None:
-        paging = draw(st.sampled_from((False, True)))
+        paging = draw(sampled((False, True)))
     # U-mode functions, laid out one after the other
     u_functions: list[int] = []
     u_words: list[int] = []
     for _ in range(draw(st.integers(0, 3))):
         u_functions.append(U_CODE + 4 * len(u_words))
-        u_words += layout(draw(_patchable_section(True, 3, 12))) + [FIXED["ecall"]]
+        u_words += layout(draw(patchable_sections(True, 3, 12))) + [FIXED["ecall"]]
     # the S-mode program
     groups: list[Group] = []
     for _ in range(draw(st.integers(1, max_sections))):
-        kind = draw(st.sampled_from(["straight", "straight", "loop", "long", "ucall", "ucall"]
-                                    if u_functions else ["straight", "straight", "loop", "long"]))
+        kind = draw(sampled(("straight", "straight", "loop", "long", "ucall", "ucall")
+                            if u_functions else ("straight", "straight", "loop", "long")))
         features.add(kind)
         if kind == "straight":
-            groups.append(tuple(layout(draw(_patchable_section(False, 4, 25)))))
+            groups.append(tuple(layout(draw(patchable_sections(False, 4, 25)))))
         elif kind == "long":  # no control flow: longer than a compiled block may be
             window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
             groups.append(tuple(layout(draw(straight_line_groups(
                 66, 80, FREE_REGS, ALL_REGS, window, control=False, cheap=True)))))
         elif kind == "loop":
-            body = layout(draw(_patchable_section(False, 3, 12)))
+            body = layout(draw(patchable_sections(False, 3, 12)))
             groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
         else:
-            groups.append(_u_call(draw(st.sampled_from(u_functions))))
-    end = draw(st.sampled_from(ends))
+            groups.append(_u_call(u_functions[draw(index_below(len(u_functions)))]))
+    end = draw(sampled(tuple(ends)))
     groups.append((encode("addi", 17, 0, imm=8), FIXED["ecall"]) if end == "shutdown"
                   else (encode("jal", 0, imm=0),))
     s_words = layout(groups)
     # start anywhere in the first page, often near its end: code then runs across pages
-    pad = draw(st.sampled_from((0, 1024 - 4, 1024 - 20, 1024 - 50, None)))
+    pad = draw(sampled((0, 1024 - 4, 1024 - 20, 1024 - 50, None)))
     if pad is None:
         pad = draw(st.integers(0, 1023))
     pad = min(pad, CODE_PAGES * 1024 - len(s_words))
     entry = S_CODE + 4 * pad
     assert pad >= 0 and len(u_words) <= 2048
-    rearm = draw(st.sampled_from((None, 0, 0, 0)))
+    rearm = draw(sampled((None, 0, 0, 0)))
     if rearm is not None:
         rearm = draw(st.integers(20, 250))
     # with paging, the S code's virtual pages map to physical frames in a drawn order (so
     # code that runs across a page boundary continues in another frame)
-    frames = draw(st.permutations(range(CODE_PAGES + 1)))
+    frames = draw(CODE_FRAME_ORDERS)
     code_pa = ([CODE_FRAMES + 0x1000 * f for f in frames[:CODE_PAGES]] if paging
                else [S_CODE + 0x1000 * i for i in range(CODE_PAGES)])
     # the code pages around the program hold other (never reached) code: a fetch from the
@@ -880,27 +887,28 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     segments.append((HANDLER, _words_bytes(handler_words(rearm))))
     if u_words:
         segments.append((U_CODE, _words_bytes(u_words)))
-    data = draw(st.binary(min_size=0, max_size=256))
+    data = draw(DATA_BYTES)
     if data:
         segments.append((DATA_S - len(data) // 2, data))
     csrs: list[tuple[int, int]] = [(CSR["stvec"], HANDLER)]
     if paging:
-        segments += _page_table(draw(st.sampled_from(DATA_FLAGS)) | PTE_U,
-                                draw(st.sampled_from(DATA_FLAGS)),
-                                draw(st.sampled_from((0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,
-                                                      PTE_V | PTE_R | PTE_A | PTE_G))),
+        segments += _page_table(draw(sampled(DATA_FLAGS)) | PTE_U,
+                                draw(sampled(DATA_FLAGS)),
+                                draw(sampled((0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,
+                                              PTE_V | PTE_R | PTE_A | PTE_G))),
                                 code_pa)
         asid = draw(st.integers(0, 0x1FF))
         csrs.append((CSR["satp"], 1 << 31 | asid << 22 | PT_ROOT >> 12))
         features.add("paging")
     status = draw(STATUS_SETS)
-    timer = draw(st.sampled_from((0, 0, 0, (1 << 64) - 1))) or draw(st.integers(1, 400))
-    sie = draw(st.sampled_from((STIE, STIE, STIE, 0)))
+    timer = draw(sampled((0, 0, 0, (1 << 64) - 1))) or draw(st.integers(1, 400))
+    sie = draw(sampled((STIE, STIE, STIE, 0)))
     csrs += [(CSR["sstatus"], status), (CSR["sie"], sie),
              (CSR["scounteren"], draw(st.integers(0, 7))),
              (CSR["sscratch"], draw(reg_values())),
              (CSR["stimecmp"], timer & M32), (CSR["stimecmph"], timer >> 32)]
-    regs = draw(register_file_bytes({DATA_BASE_REG: DATA_S, RESUME_REG: entry,
-                                     WILD_LINK_REG: entry, 30: 0, 31: 0, LOOP_REG: 0}))
+    regs = registers_from_bytes(draw(REGISTER_FILE_BYTES), {
+        DATA_BASE_REG: DATA_S, RESUME_REG: entry, WILD_LINK_REG: entry, 30: 0, 31: 0,
+        LOOP_REG: 0})
     state = MachineState(regs=regs, pc=entry, mode=1, csrs=tuple(csrs))
     return SystemProgram(tuple(segments), state, paging, frozenset(features))

@@ -21,17 +21,18 @@ from ..strategies.programs import (
     DATA_S,
     FREE_REGS,
     LOOP_REG,
+    REGISTER_FILE_BYTES,
     S_CODE,
     MemoryWindow,
     SystemProgram,
     encode,
     layout,
     loop_words,
-    register_file_bytes,
+    registers_from_bytes,
     straight_line_groups,
     system_programs,
 )
-from ..strategies.states import CSR, MachineState
+from ..strategies.states import CSR, MachineState, sampled
 from . import Counterexample, Property, fmt, register
 
 GUEST_RAM = 8 << 20
@@ -208,15 +209,18 @@ def compute_programs(draw: st.DrawFn) -> SystemProgram:
     words = loop_words(LOOP_REG, draw(st.integers(30, 60)), body)
     words += [encode("addi", 17, 0, imm=8), 0x0000_0073]
     code = b"".join(w.to_bytes(4, "little") for w in words)
-    regs = draw(register_file_bytes({DATA_BASE_REG: DATA_S, LOOP_REG: 0}))
+    regs = registers_from_bytes(draw(REGISTER_FILE_BYTES), {DATA_BASE_REG: DATA_S, LOOP_REG: 0})
     state = MachineState(regs=regs, pc=S_CODE, mode=1, csrs=())
     return SystemProgram(((S_CODE, code),), state, False, frozenset({"compute"}))
 
 
+COMPUTE_PROGRAMS = compute_programs()
+PAGINGS = st.sampled_from(("shadow", "nested"))
+
+
 @st.composite
 def efficiency_examples(draw: st.DrawFn) -> dict:
-    return {"program": draw(compute_programs()),
-            "paging": draw(st.sampled_from(("shadow", "nested")))}
+    return {"program": draw(COMPUTE_PROGRAMS), "paging": draw(PAGINGS)}
 
 
 def check_efficiency(a: dict, worker: Any) -> None:
@@ -256,20 +260,22 @@ register(Property(
 # ----- isolation -------------------------------------------------------------------------------
 
 SECRET_HOMES = (0x8000_0000, 0x8020_0000, 0x807F_FFF0)  # pages no generated program loads
-PAGINGS = st.sampled_from(("shadow", "nested"))
+ATTACKERS = system_programs(max_sections=4)
+RIVALS = st.none() | system_programs(max_sections=3)
+SEEDS = st.binary(max_size=8)
 
 
 @st.composite
 def attacks(draw: st.DrawFn) -> dict:
     """An attacker beside a second guest: one that idles, or one that attacks too."""
-    p = draw(system_programs(max_sections=4))
-    rival = draw(st.none() | system_programs(max_sections=3))
+    p = draw(ATTACKERS)
+    rival = draw(RIVALS)
     # hashed, so that shrinking cannot make a secret all zeros (which any memory holds)
-    seed = draw(st.binary(max_size=8))
-    home = draw(st.sampled_from(SECRET_HOMES))
+    seed = draw(SEEDS)
+    home = draw(sampled(SECRET_HOMES))
     # an idle bystander may keep its secret beside its own code, in the page where the
     # attacker's code is: a VMM that mixes up the two guests' pages shows it at once
-    theirs = home if rival is not None else draw(st.sampled_from((0x8040_0100, home)))
+    theirs = home if rival is not None else draw(sampled((0x8040_0100, home)))
     return {"program": p, "rival": rival,
             "paging": draw(PAGINGS), "second_paging": draw(PAGINGS),
             "secrets": {"attacker": [home, _secret(seed, "attacker")],

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from ..strategies.states import sampled
 from . import Counterexample, Property, register
 
 OK, ERR_FAILED, ERR_INVALID_PARAM, ERR_DENIED = 0, -1, -3, -4
@@ -30,7 +31,7 @@ def ring_examples(draw: st.DrawFn) -> dict:
     capacity = draw(st.integers(1, 5))
     ops, count, n = [], 0, 0
     for _ in range(draw(st.integers(1, 40))):
-        kind = draw(st.sampled_from(("put", "take", "full", "empty")))
+        kind = draw(sampled(("put", "take", "full", "empty")))
         if kind == "put" and count < capacity:  # the caller checks first, as Channels does
             # a numbered message, so that a lost or duplicated one shows
             ops.append(["put", (bytes([n % 256]) + draw(st.binary(max_size=3))).hex()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 from hypothesis import strategies as st
@@ -60,6 +61,13 @@ class MachineState:
         m.pc = self.pc
 
 
+@cache
+def sampled(values: tuple) -> st.SearchStrategy:
+    """st.sampled_from(values), one object per tuple (st.sampled_from makes one per call, which
+    hypothesis then validates on its first draw)."""
+    return st.sampled_from(values)
+
+
 # Strategies are built once: hypothesis validates each new strategy object on its first draw,
 # which costs more than the draw when a composite builds its strategies afresh every example.
 REGISTER_VALUES = st.integers(0, (2 << 32) - 1).map(
@@ -84,36 +92,47 @@ _TIMERS = st.one_of(st.integers(1, HORIZON).map(lambda d: ("ahead", d)),
                     st.just(("never", 0)), st.integers(0, NO_TIMER).map(lambda v: ("any", v)))
 
 
-@st.composite
-def timer_settings(draw: st.DrawFn, now: int = 0) -> tuple[tuple[int, int], ...]:
+def draw_timer(draw: st.DrawFn, now: int = 0) -> tuple[tuple[int, int], ...]:
     """stimecmp (both halves) a little after `now`, at or before it (pending), or never."""
     kind, n = draw(_TIMERS)
     value = {"ahead": now + n, "due": n % (now + 1), "never": NO_TIMER, "any": n}[kind]
     return ((CSR["stimecmp"], value & M32), (CSR["stimecmph"], value >> 32))
 
 
+# Composites that take arguments are a new strategy object per call, which hypothesis validates
+# on its first draw, at a cost greater than the draw's: where the arguments vary by example, the
+# hot paths call the draw_ functions instead, and the composites are for everyone else.
+timer_settings = st.composite(draw_timer)
+
+
 _STATUS_BITS = st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM,
                                         SSTATUS_MXR)))
 
 
-@st.composite
-def csr_settings(draw: st.DrawFn, stvec: int | None = None, satp: int = 0,
-                 now: int = 0) -> tuple[tuple[int, int], ...]:
+_SIES = st.sampled_from((0, STIE))
+_SCAUSES = st.sampled_from((0, 2, 8, 13, 0x8000_0005))
+
+
+def draw_csr_settings(draw: st.DrawFn, stvec: int | None = None, satp: int = 0,
+                      now: int = 0) -> tuple[tuple[int, int], ...]:
     """The S-mode CSRs a test may start from: sstatus (any of SIE SPIE SPP SUM MXR), sie,
     scounteren, sscratch, sepc, scause, stval, the timer, stvec and satp as given."""
     status = draw(_STATUS_BITS)
     out = [(CSR["sstatus"], sum(status)),
-           (CSR["sie"], draw(st.sampled_from((0, STIE)))),
+           (CSR["sie"], draw(_SIES)),
            (CSR["scounteren"], draw(st.integers(0, 7))),
            (CSR["sscratch"], draw(register_values())),
            (CSR["sepc"], draw(register_values()) & ~3),
-           (CSR["scause"], draw(st.sampled_from((0, 2, 8, 13, 0x8000_0005)))),
+           (CSR["scause"], draw(_SCAUSES)),
            (CSR["stval"], draw(register_values())),
            (CSR["satp"], satp)]
     if stvec is not None:
         out.append((CSR["stvec"], stvec))
-    out += draw(timer_settings(now))
+    out += draw_timer(draw, now)
     return tuple(out)
+
+
+csr_settings = st.composite(draw_csr_settings)
 
 
 @st.composite
