@@ -13,6 +13,10 @@ Layers, each built from the one before:
                                        through sret, timer interrupts, CSR accesses, SBI calls,
                                        stores into its own code, and optionally Sv32 paging
 
+Whole programs (system_programs, and straight_line_groups with `cheap`) draw each section as
+one byte string that *_from_bits functions decode, 8 bytes a group: a hypothesis draw costs more
+than the decoding, and a program drawn field by field took some 400 of them.
+
 All programs are position independent: control transfers use pc-relative offsets, so a list of
 words runs the same wherever it is loaded (system_programs lays itself out at fixed addresses).
 """
