@@ -594,9 +594,9 @@ def csr_from_bits(bits: int, user: bool) -> Group:
                        FREE_REGS[bits % len(FREE_REGS)], 0, imm=CSR[CSR_READS[csr]]),)
     r, bits = _take(bits, len(FREE_REGS))
     if kinds[k] == "rearm":
-        k = 1 + bits % 300
+        ahead = 1 + bits % 300
         return (encode("csrrs", FREE_REGS[r], 0, imm=CSR["time"]),
-                encode("addi", FREE_REGS[r], FREE_REGS[r], imm=k),
+                encode("addi", FREE_REGS[r], FREE_REGS[r], imm=ahead),
                 encode("csrrw", 0, FREE_REGS[r], imm=CSR["stimecmp"]))
     op, bits = _take(bits, len(CSR_OPS))
     csr, bits = _take(bits, len(CSR_WRITES))
