@@ -6,6 +6,7 @@ otherwise idle machine and compare ratios within one run, not numbers across mac
 
 from __future__ import annotations
 
+import gc
 import resource
 import statistics
 import sys
@@ -284,6 +285,35 @@ def grader_rows() -> None:
                   f"{grader:4.0f} MB + {worker:4.0f} MB   (median of {repeat})")
 
 
+def generation_rows(examples: int = 300, repeat: int = 3) -> None:
+    """How long hypothesis takes to generate each property's examples, the test body empty:
+    the part of a grading test that is neither the worker nor the bare machine."""
+    from hypothesis import given, seed, settings
+    from vmlab.properties import load
+    from vmlab.suite import grading_settings, pin_constants
+
+    print(f"generating examples (ms per example; {examples} examples, median of {repeat})")
+    pin_constants()
+    gc.collect()
+    gc.freeze()  # as grade_lab does for a run
+    for name, prop in sorted(load().items()):
+        if prop.stateful:
+            continue
+        times = []
+        for _ in range(repeat):
+            @seed(1)
+            @settings(grading_settings(examples))
+            @given(prop.strategy())
+            def generate(example: object) -> None:
+                pass
+
+            start = time.perf_counter()
+            generate()
+            times.append(time.perf_counter() - start)
+        print(f"  {name:<40} {statistics.median(times) / examples * 1000:6.2f} ms")
+    gc.unfreeze()
+
+
 def main() -> None:
     rows = [
         ("countdown loop, paging off", COUNTDOWN, 1_000_000, True),
@@ -302,6 +332,7 @@ def main() -> None:
     print(f"  fast path / interpreter: {off / results['compute loop, reference interpreter']:.1f}x")
     print(f"  peak Python heap, compute loop: {peak_memory(KERNEL, 20_000) / 1e6:.1f} MB")
     vmm_rows()
+    generation_rows()
     grader_rows()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak resident memory of this whole benchmark: {rss:.0f} MB")
