@@ -188,6 +188,20 @@ def test_isolation_catches_a_guest_reaching_frames_not_its_own(tmp_path: Path, n
     assert "First difference" in test["output"], test["output"]
 
 
+def test_a_whole_guest_failure_shrinks_to_a_program_a_student_can_read(tmp_path: Path) -> None:
+    """Whole programs are drawn as byte strings (strategies/programs.py) and still shrink: a
+    VMM that returns an SBI error unmasked fails on an SBI call, and the listing shows that
+    call and little else (unshrunk, the failing program lists some 140 instructions)."""
+    bug = next(b for b in BUGS if b.name == "sbi-error-not-masked")
+    results = grade(tmp_path, buggy_submission(tmp_path, bug),
+                    [t for t in RUBRIC.tests if t.id == "equivalence-shadow"])
+    [test] = results["tests"]
+    assert test["score"] == 0, test["output"]
+    listing = test["output"].split("The guest program", 1)[1].split("```")[1].splitlines()
+    instructions = [line for line in listing if line.strip() and "the same" not in line]
+    assert "ecall" in "\n".join(instructions) and len(instructions) <= 12, test["output"]
+
+
 # ----- out of time ----------------------------------------------------------------------------
 
 def test_out_of_time_a_test_is_judged_on_the_examples_it_ran(tmp_path: Path) -> None:
