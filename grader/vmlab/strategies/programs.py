@@ -137,8 +137,14 @@ BOUNDARY_VALUES = (0, 1, 2, 3, 4, 31, 32, 33, 0x7F, 0x80, 0xFF, 0x100, 0x7FF, 0x
 IMM12_BOUNDARIES = (-2048, -2047, -1024, -1, 0, 1, 2, 31, 32, 0x7F, 0x80, 0xFF, 0x7FF)
 
 
-_REG_VALUES = st.integers(0, (2 << 32) - 1).map(
-    lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+def reg_value_from_bits(bits: int) -> int:
+    """32 bits, or (when bit 32 is set) one of the boundary values: what reg_values() draws,
+    and what the byte-decoded programs below take from their bytes."""
+    v = bits & ((2 << 32) - 1)
+    return BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v
+
+
+_REG_VALUES = st.integers(0, (2 << 32) - 1).map(reg_value_from_bits)
 
 
 def reg_values() -> st.SearchStrategy[int]:
@@ -281,12 +287,6 @@ def memory_from_bits(bits: int, window: MemoryWindow, dest: Sequence[int],
 
 
 BITS = st.integers(0, (1 << 64) - 1)
-
-
-def reg_value_from_bits(bits: int) -> int:
-    """32 bits, or (when bit 32 is set) one of the boundary values, as reg_values() draws."""
-    v = bits & ((2 << 32) - 1)
-    return BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v
 
 
 # ----- straight-line programs: groups of words with forward control flow --------------------

@@ -99,12 +99,6 @@ def draw_timer(draw: st.DrawFn, now: int = 0) -> tuple[tuple[int, int], ...]:
     return ((CSR["stimecmp"], value & M32), (CSR["stimecmph"], value >> 32))
 
 
-# Composites that take arguments are a new strategy object per call, which hypothesis validates
-# on its first draw, at a cost greater than the draw's: where the arguments vary by example, the
-# hot paths call the draw_ functions instead, and the composites are for everyone else.
-timer_settings = st.composite(draw_timer)
-
-
 _STATUS_BITS = st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM,
                                         SSTATUS_MXR)))
 
@@ -113,6 +107,9 @@ _SIES = st.sampled_from((0, STIE))
 _SCAUSES = st.sampled_from((0, 2, 8, 13, 0x8000_0005))
 
 
+# Composites that take arguments are a new strategy object per call, which hypothesis validates
+# on its first draw, at a cost greater than the draw's: where the arguments vary by example, the
+# hot paths call the draw_ functions instead, and the composites are for everyone else.
 def draw_csr_settings(draw: st.DrawFn, stvec: int | None = None, satp: int = 0,
                       now: int = 0) -> tuple[tuple[int, int], ...]:
     """The S-mode CSRs a test may start from: sstatus (any of SIE SPIE SPP SUM MXR), sie,

@@ -378,7 +378,7 @@ def addresses(tables: PageTables | None = None, align: int = 1,
     return _address(tables, ((1 << bits) - 1) & ~(align - 1))
 
 
-# (composites with arguments are a new strategy object per call: see states.draw_timer)
+# (composites with arguments are a new strategy object per call: see states.draw_csr_settings)
 _address = st.composite(draw_address)
 
 
