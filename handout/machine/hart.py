@@ -10,6 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import csr
+from .csr import (
+    HSTATUS_GVA,
+    HSTATUS_SPV,
+    HSTATUS_SPVP,
+    SIE_STIE,
+    SSTATUS_MXR,
+    SSTATUS_SIE,
+    SSTATUS_SPIE,
+    SSTATUS_SPP,
+    SSTATUS_SUM,
+)
 from .decode import decode
 from .memory import PhysicalMemory
 from .mmu import MMU, Permissions
@@ -50,6 +61,12 @@ class TrapEvent:
     mode: int
     virtual: bool
     gpa: int = 0
+
+    def __init__(self, cause: int, tval: int, pc: int, mode: int, virtual: bool,
+                 gpa: int = 0) -> None:
+        # one store instead of the six frozen-attribute calls of the generated __init__: every
+        # trap makes one of these
+        self.__dict__.update(cause=cause, tval=tval, pc=pc, mode=mode, virtual=virtual, gpa=gpa)
 
     @property
     def is_interrupt(self) -> bool:
@@ -102,8 +119,7 @@ class Hart:
         """Work out when the timer interrupt will be taken, so the run loop need not ask at
         every instruction. Taken when enabled (U-mode, or S-mode with SIE), unmasked in sie and
         pending (time >= stimecmp)."""
-        enabled = self.sie & csr.SIE_STIE and (
-            self.mode == U_MODE or self.sstatus & csr.SSTATUS_SIE)
+        enabled = self.sie & SIE_STIE and (self.mode == U_MODE or self.sstatus & SSTATUS_SIE)
         self.irq_deadline = self.stimecmp - self.idle if enabled else NEVER
 
     def set_stimecmp(self, value: int) -> None:
@@ -112,7 +128,7 @@ class Hart:
 
     def set_sstatus(self, value: int) -> None:
         old, self.sstatus = self.sstatus, value & csr.SSTATUS_WRITABLE
-        if (old ^ self.sstatus) & (csr.SSTATUS_SUM | csr.SSTATUS_MXR):
+        if (old ^ self.sstatus) & (SSTATUS_SUM | SSTATUS_MXR):
             self.select_caches()
         self.update_irq()
 
@@ -130,8 +146,11 @@ class Hart:
         translation or a permission check depends on besides the TLB's contents. Switching
         back and forth (a VMM entering its guests, a kernel its processes) keeps each
         context's compiled blocks; only a change to the TLB itself throws them away."""
-        key = (self.mode, self.v, self.satp, self.sstatus & (csr.SSTATUS_SUM | csr.SSTATUS_MXR),
-               self.hstatus & csr.HSTATUS_SPVP, self.vsatp, self.vsstatus, self.hgatp)
+        if self.v:  # the two stages and the guest's privilege (see translate and permissions)
+            key = (self.mode, 1, self.sstatus & (SSTATUS_SUM | SSTATUS_MXR),
+                   self.hstatus & HSTATUS_SPVP, self.vsatp, self.vsstatus, self.hgatp)
+        else:  # the hypervisor CSRs play no part in a single-stage translation
+            key = (self.mode, 0, self.sstatus & (SSTATUS_SUM | SSTATUS_MXR), self.satp)
         c = self._caches.get(key)
         if c is None:
             if len(self._caches) >= MAX_CONTEXTS:
@@ -170,12 +189,12 @@ class Hart:
     # ----- translation and memory ------------------------------------------------------------
 
     def permissions(self) -> Permissions:
-        mxr = bool(self.sstatus & csr.SSTATUS_MXR)
+        mxr = bool(self.sstatus & SSTATUS_MXR)
         if self.v:
-            return Permissions(1 if self.hstatus & csr.HSTATUS_SPVP else 0,
-                               bool(self.vsstatus & csr.SSTATUS_SUM),
-                               mxr or bool(self.vsstatus & csr.SSTATUS_MXR), mxr)
-        return Permissions(self.mode, bool(self.sstatus & csr.SSTATUS_SUM), mxr, mxr)
+            return Permissions(1 if self.hstatus & HSTATUS_SPVP else 0,
+                               bool(self.vsstatus & SSTATUS_SUM),
+                               mxr or bool(self.vsstatus & SSTATUS_MXR), mxr)
+        return Permissions(self.mode, bool(self.sstatus & SSTATUS_SUM), mxr, mxr)
 
     def translate(self, va: int, access: int) -> int:
         if self.v:
@@ -223,19 +242,21 @@ class Hart:
 
     def take_trap(self, cause: int, tval: int = 0, gpa: int = 0) -> None:
         """Enter S-mode as the hardware does for a trap, then run the Python handler if any."""
-        event = TrapEvent(cause, tval & M32, self.pc, self.mode, bool(self.v), gpa)
+        tval &= M32
+        event = TrapEvent(cause, tval, self.pc, self.mode, bool(self.v), gpa)
         for observe in self.trap_observers:
             observe(event)
         s = self.sstatus
         self.sepc = self.pc & ~3
         self.scause = cause
-        self.stval = tval & M32
-        self.sstatus = ((s & ~(csr.SSTATUS_SIE | csr.SSTATUS_SPIE | csr.SSTATUS_SPP))
-                        | (csr.SSTATUS_SPIE if s & csr.SSTATUS_SIE else 0)
-                        | (csr.SSTATUS_SPP if self.mode == S_MODE else 0))
-        self.hstatus &= ~(csr.HSTATUS_SPV | csr.HSTATUS_GVA)
+        self.stval = tval
+        self.sstatus = ((s & ~(SSTATUS_SIE | SSTATUS_SPIE | SSTATUS_SPP))
+                        | (SSTATUS_SPIE if s & SSTATUS_SIE else 0)
+                        | (SSTATUS_SPP if self.mode == S_MODE else 0))
+        hstatus = self.hstatus & ~(HSTATUS_SPV | HSTATUS_GVA)
         if self.v:
-            self.hstatus |= csr.HSTATUS_SPV | (csr.HSTATUS_GVA if cause in _VIRTUAL_TVAL else 0)
+            hstatus |= HSTATUS_SPV | (HSTATUS_GVA if cause in _VIRTUAL_TVAL else 0)
+        self.hstatus = hstatus
         self.htval = (gpa >> 2) & M32
         self.htinst = 0
         self.set_mode(S_MODE, 0)
@@ -251,10 +272,10 @@ class Hart:
         """Return from S-mode: to SPP's mode, SIE from SPIE, and into the nested guest when
         hstatus.SPV is set and SPP is U (there is no VS-mode on this hart)."""
         s = self.sstatus
-        mode = S_MODE if s & csr.SSTATUS_SPP else U_MODE
-        v = 1 if mode == U_MODE and self.hstatus & csr.HSTATUS_SPV else 0
-        self.sstatus = ((s & ~(csr.SSTATUS_SIE | csr.SSTATUS_SPP)) | csr.SSTATUS_SPIE
-                        | (csr.SSTATUS_SIE if s & csr.SSTATUS_SPIE else 0))
+        mode = S_MODE if s & SSTATUS_SPP else U_MODE
+        v = 1 if mode == U_MODE and self.hstatus & HSTATUS_SPV else 0
+        self.sstatus = ((s & ~(SSTATUS_SIE | SSTATUS_SPP)) | SSTATUS_SPIE
+                        | (SSTATUS_SIE if s & SSTATUS_SPIE else 0))
         self.pc = self.sepc
         self.set_mode(mode, v)
 

@@ -7,11 +7,13 @@ loads and stores going straight to RAM through the hart's per-context TLB caches
 unusual (a TLB miss, a device, a misaligned address, a store into compiled code) falls back to
 the hart's own `load`/`store`, and privileged and CSR instructions always run in the interpreter.
 A block runs only if it ends before the timer interrupt is due, so interrupts are taken at
-exactly the instruction where the interpreter would take them.
+exactly the instruction where the interpreter would take them. A block that only jumps to itself
+(`j .`, a guest waiting) takes all the turns that fit before then at once.
 """
 
 from __future__ import annotations
 
+import re
 from types import CodeType
 
 from . import alu
@@ -21,6 +23,7 @@ from .traps import FETCH, INSN_MISALIGNED, Trap
 
 MAX_BLOCK = 64
 TERMINATORS = {"beq", "bne", "blt", "bge", "bltu", "bgeu", "jal", "jalr"}
+SPINNERS = TERMINATORS - {"jalr"}  # with offset 0, these jump or branch to themselves
 SIMPLE = {"lui", "auipc", "addi", "slti", "sltiu", "xori", "ori", "andi", "slli", "srli", "srai",
           "add", "sub", "sll", "slt", "sltu", "xor", "srl", "sra", "or", "and", "mul", "mulh",
           "mulhsu", "mulhu", "div", "divu", "rem", "remu", "lb", "lh", "lw", "lbu", "lhu",
@@ -44,15 +47,29 @@ class BlockExit(Exception):
 
 
 class Block:
-    __slots__ = ("fn", "n", "source")
+    __slots__ = ("fn", "n", "code")
 
-    def __init__(self, fn: object, n: int, source: str) -> None:
-        self.fn, self.n, self.source = fn, n, source
+    def __init__(self, fn: object, n: int, code: CodeType | None) -> None:
+        self.fn, self.n, self.code = fn, n, code
 
 
-NO_BLOCK = Block(None, 1 << 62, "")  # "use the interpreter here": never fits a horizon
-HOT = 2  # compile a block the second time it is reached: most code in a short run is cold
-VOLATILE = 8  # a page whose code was overwritten this often is interpreted, never compiled
+class Spin(Block):
+    """A block of one jump or branch to itself (a guest waiting for the timer or its budget):
+    it never fits in the run loop's horizon, which takes its turns all at once instead."""
+
+    __slots__ = ()
+
+    def __init__(self, fn: object, code: CodeType) -> None:
+        super().__init__(fn, 1 << 62, code)
+
+
+NO_BLOCK = Block(None, 1 << 62, None)  # "use the interpreter here": never fits a horizon
+HOT = 2  # build a block the second time it is reached: most code in a short run is cold
+# Compiling new source costs as much as interpreting a block a dozen times, and most blocks
+# of a short run are reached exactly twice: only code seen this often pays for compile().
+COMPILE = 3
+VOLATILE = 8  # a page whose code was overwritten this often is self-modifying code:
+PATIENT = 32  # a block there is compiled only once reached this often since the last write
 
 
 class Cold(Block):
@@ -61,7 +78,7 @@ class Cold(Block):
     __slots__ = ("visits",)
 
     def __init__(self) -> None:
-        super().__init__(None, 1 << 62, "")
+        super().__init__(None, 1 << 62, None)
         self.visits = 0
 
 
@@ -112,10 +129,19 @@ def run_fast(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
             steps += done
             if done:
                 h.trap_entry = False
+            if b.__class__ is Spin and done < limit:
+                # `j .` and the like: a turn that comes back to the same pc leaves everything
+                # as it was but the count, so take all the turns that fit at once
+                h.pc = b.fn(x)
+                turns = limit - done if h.pc == pc else 1
+                h.instret += turns
+                steps += turns
+                h.trap_entry = False
+                continue
             if b.__class__ is Cold:
                 b.visits += 1
                 if b.visits >= HOT:
-                    b = compile_block(h, pc, hot=True)
+                    b = compile_block(h, pc, b.visits)
             if steps < max_steps and (b is NO_BLOCK or done + b.n > limit):
                 h.step()  # a privileged instruction, a fault to take, or the timer is due
                 steps += 1
@@ -124,31 +150,49 @@ def run_fast(h: Hart, max_steps: int) -> tuple[int, Halt | None]:
     return steps, None
 
 
-def compile_block(h: Hart, pc: int, hot: bool = False) -> Block:
-    """Compile the block at `pc` in the current context, or return NO_BLOCK; unless `hot`, only
-    a Cold marker, which the run loop promotes when the block is reached again."""
+def compile_block(h: Hart, pc: int, visits: int = 0) -> Block:
+    """Compile the block at `pc` in the current context, or return NO_BLOCK. A block reached
+    for the first time (`visits` 0) only gets a Cold marker, which the run loop counts and
+    brings back here until the block is worth compiling; then the marker is returned."""
     if pc & 3:
         return NO_BLOCK
-    if not hot:
-        b = h.blocks[pc] = Cold()
-        return b
+    cold = h.blocks.get(pc)
+    if not visits or cold.__class__ is not Cold:
+        cold = h.blocks[pc] = Cold()
+        return cold
+    off = _code_offset(h, pc)
+    if off < 0:
+        return NO_BLOCK
+    page = off >> 12
+    if h.code_writes.get(page, 0) >= VOLATILE and visits < PATIENT:
+        if visits == HOT:
+            _watch_page(h, page, pc)  # the next write to the page starts the count again
+        return cold
+    instrs = _scan(h, pc, off)
+    if not instrs:
+        h.blocks[pc] = NO_BLOCK
+        return NO_BLOCK
+    key = (pc, tuple(ins for _, ins in instrs))
+    if key not in _CODE and visits < COMPILE:
+        return cold
+    block = h.blocks[pc] = _build(h, key, instrs)
+    _watch_page(h, page, pc)
+    return block
+
+
+def _code_offset(h: Hart, pc: int) -> int:
+    """Where in RAM the code at `pc` is, or -1 when it cannot be fetched from RAM."""
+    off = h.xtlb.get(pc >> 12)
+    if off is not None:
+        return off | (pc & 0xFFF)
     try:
         pa = h.translate(pc, FETCH)
     except Trap:
-        return NO_BLOCK  # the interpreter will take the fault
+        return -1  # the interpreter will take the fault
     off = h.mem.ram_offset(pa)
-    if off < 0:
-        return NO_BLOCK
-    h._fill(h.xtlb, pc, pa, FETCH)
-    page = off >> 12
-    if h.code_writes.get(page, 0) >= VOLATILE:
-        h.blocks[pc] = NO_BLOCK  # self-modifying code: recompiling it would cost more
-        return NO_BLOCK
-    instrs = _scan(h, pc, off)
-    block = _build(h, instrs) if instrs else NO_BLOCK
-    h.blocks[pc] = block
-    _watch_page(h, page, pc)
-    return block
+    if off >= 0:
+        h._fill(h.xtlb, pc, pa, FETCH)
+    return off
 
 
 def _scan(h: Hart, pc: int, off: int) -> list[tuple[int, Instr]]:
@@ -210,32 +254,69 @@ LOAD_VIEWS = {"lb": ("s8", 0, 1, True), "lbu": ("u8", 0, 1, False), "lh": ("s16"
 STORE_VIEWS = {"sb": ("u8", 0, 1, 0xFF), "sh": ("u16", 1, 2, 0xFFFF), "sw": ("u32", 2, 4, M)}
 
 
-def _build(h: Hart, instrs: list[tuple[int, Instr]]) -> Block:
+def _build(h: Hart, key: tuple, instrs: list[tuple[int, Instr]]) -> Block:
+    code = _CODE.get(key)
+    if code is None:
+        code = _compile(key, instrs)
+    namespace = _namespace(h)
+    exec(code, namespace)  # noqa: S102
+    if len(instrs) == 1 and instrs[0][1].op in SPINNERS and instrs[0][1].imm == 0:
+        return Spin(namespace["block"], code)
+    return Block(namespace["block"], len(instrs), code)
+
+
+# Compiling is most of a block's cost, and a grader runs thousands of machines whose programs
+# share blocks (the trap handler, variations of one program): compile each once. The source is
+# a function of the block's first pc and its instructions, so they are the key.
+_CODE: dict[tuple, CodeType] = {}
+CODE_CACHE_SIZE = 4096
+# Blocks differ mostly in their numbers (registers, immediates, pcs): a block's *shape*, its
+# source with each number replaced by a placeholder constant, is compiled once, and each block
+# of that shape gets a copy of the code with its own numbers put in for the placeholders.
+_SHAPES: dict[str, CodeType] = {}
+_NUMBER = re.compile(r"(-?\b\d+\b)")  # decimal literals (the emitters write masks in hex)
+_SLOT = 1 << 60  # above any number a block's source holds
+
+
+def _compile(key: tuple, instrs: list[tuple[int, Instr]]) -> CodeType:
+    if len(_CODE) >= CODE_CACHE_SIZE:
+        _CODE.clear()
+    if len(_SHAPES) >= CODE_CACHE_SIZE:
+        _SHAPES.clear()
+    parts = _NUMBER.split(block_source(instrs))  # text, number, text, ..., number, text
+    numbers = parts[1::2]
+    parts[1::2] = [str(_SLOT + k) for k in range(len(numbers))]
+    shape = "".join(parts)
+    module = _SHAPES.get(shape)
+    if module is None:
+        module = _SHAPES[shape] = compile(shape, "<block>", "exec")
+    fill = {_SLOT + k: int(n) for k, n in enumerate(numbers)}
+    name = f"<block {key[0]:#010x}>"
+    if _slots(module) != fill.keys():  # the compiler folded a placeholder into another value
+        code = _CODE[key] = compile(block_source(instrs), name, "exec")
+        return code
+    consts = tuple(c.replace(co_consts=tuple(fill.get(v, v) for v in c.co_consts),
+                             co_filename=name) if isinstance(c, CodeType) else c
+                   for c in module.co_consts)
+    code = _CODE[key] = module.replace(co_consts=consts, co_filename=name)
+    return code
+
+
+def _slots(module: CodeType) -> set[int]:
+    """The placeholders a compiled shape holds as constants."""
+    return {c for f in (module, *(c for c in module.co_consts if isinstance(c, CodeType)))
+            for c in f.co_consts if isinstance(c, int) and c >= _SLOT}
+
+
+def block_source(instrs: list[tuple[int, Instr]]) -> str:
+    """The Python source of a block: one function of the register file returning the next pc."""
     lines = ["def block(x):"]
     for idx, (pc, ins) in enumerate(instrs):
         lines += ["    " + line for line in _emit(pc, ins, idx)]
     last_pc, last = instrs[-1]
     if last.op not in TERMINATORS:
         lines.append(f"    return {last_pc + 4}")
-    source = "\n".join(lines)
-    namespace = _namespace(h)
-    exec(_compiled(source, f"<block {instrs[0][0]:#010x}>"), namespace)  # noqa: S102
-    return Block(namespace["block"], len(instrs), source)
-
-
-_CODE: dict[tuple[str, str], CodeType] = {}
-CODE_CACHE_SIZE = 4096
-
-
-def _compiled(source: str, name: str) -> CodeType:
-    """Compiling is most of a block's cost, and a grader runs thousands of machines whose
-    programs share blocks (the trap handler, variations of one program): compile each once."""
-    code = _CODE.get((source, name))
-    if code is None:
-        if len(_CODE) >= CODE_CACHE_SIZE:
-            _CODE.clear()
-        code = _CODE[(source, name)] = compile(source, name, "exec")
-    return code
+    return "\n".join(lines)
 
 
 def _namespace(h: Hart) -> dict:

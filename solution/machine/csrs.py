@@ -53,32 +53,58 @@ def read(h: Hart, num: int) -> int:
 
 def write(h: Hart, num: int, value: int) -> None:
     """Write a CSR as the hardware keeps it: unwritable bits stay as they are (WARL)."""
-    value &= M32
-    if num == csr.SSTATUS:
-        h.set_sstatus(value)
-    elif num == csr.STIMECMP:
-        h.set_stimecmp((h.stimecmp & ~M32) | value)
-    elif num == csr.STIMECMPH:
-        h.set_stimecmp((h.stimecmp & M32) | (value << 32))
-    elif num == csr.SIE:
-        h.sie = value & csr.SIE_STIE
-        h.update_irq()
-    elif num in (csr.STVEC, csr.SEPC):
-        setattr(h, _FIELD[num], value & ~3)  # direct mode only; IALIGN=32
-    elif num == csr.SCOUNTEREN:
-        h.scounteren = value & 7
-    elif num in (csr.SATP, csr.VSATP, csr.HGATP):
-        if num == csr.HGATP:
-            value &= csr.HGATP_MODE_SV32X4 | (csr.HGATP_VMID_MASK << 22) | csr.SATP_PPN_MASK & ~3
-        _set_translation_csr(h, _FIELD[num], value)
-    elif num == csr.HSTATUS:
-        _set_translation_csr(h, "hstatus", value & csr.HSTATUS_WRITABLE)
-    elif num == csr.VSSTATUS:
-        _set_translation_csr(h, "vsstatus", value & csr.VSSTATUS_WRITABLE)
-    elif num in (csr.SIP, csr.CYCLE, csr.TIME, csr.INSTRET, csr.CYCLEH, csr.TIMEH, csr.INSTRETH):
-        pass  # nothing writable (STIP follows stimecmp; SSIP and SEIP are not implemented)
-    else:
-        setattr(h, _FIELD[num], value)
+    _WRITE.get(num, _write_field)(h, num, value & M32)
+
+
+def _write_field(h: Hart, num: int, value: int) -> None:
+    setattr(h, _FIELD[num], value)  # every bit writable
+
+
+def _write_sstatus(h: Hart, num: int, value: int) -> None:
+    h.set_sstatus(value)
+
+
+def _write_stimecmp(h: Hart, num: int, value: int) -> None:
+    h.set_stimecmp((h.stimecmp & ~M32) | value)
+
+
+def _write_stimecmph(h: Hart, num: int, value: int) -> None:
+    h.set_stimecmp((h.stimecmp & M32) | (value << 32))
+
+
+def _write_sie(h: Hart, num: int, value: int) -> None:
+    h.sie = value & csr.SIE_STIE
+    h.update_irq()
+
+
+def _write_stvec(h: Hart, num: int, value: int) -> None:
+    h.stvec = value & ~3  # direct mode only; IALIGN=32
+
+
+def _write_sepc(h: Hart, num: int, value: int) -> None:
+    h.sepc = value & ~3  # IALIGN=32
+
+
+def _write_scounteren(h: Hart, num: int, value: int) -> None:
+    h.scounteren = value & 7
+
+
+def _write_atp(h: Hart, num: int, value: int) -> None:
+    if num == csr.HGATP:
+        value &= csr.HGATP_MODE_SV32X4 | (csr.HGATP_VMID_MASK << 22) | csr.SATP_PPN_MASK & ~3
+    _set_translation_csr(h, _FIELD[num], value)
+
+
+def _write_hstatus(h: Hart, num: int, value: int) -> None:
+    _set_translation_csr(h, "hstatus", value & csr.HSTATUS_WRITABLE)
+
+
+def _write_vsstatus(h: Hart, num: int, value: int) -> None:
+    _set_translation_csr(h, "vsstatus", value & csr.VSSTATUS_WRITABLE)
+
+
+def _write_nothing(h: Hart, num: int, value: int) -> None:
+    pass  # nothing writable (STIP follows stimecmp; SSIP and SEIP are not implemented)
 
 
 def _set_translation_csr(h: Hart, field: str, value: int) -> None:
@@ -87,6 +113,16 @@ def _set_translation_csr(h: Hart, field: str, value: int) -> None:
         setattr(h, field, value)
         h.select_caches()
 
+
+# the CSRs whose writes keep less than every bit, or do more than store it (a table, not an
+# if-chain: the VMM writes several CSRs on every world switch)
+_WRITE = {csr.SSTATUS: _write_sstatus, csr.STIMECMP: _write_stimecmp,
+          csr.STIMECMPH: _write_stimecmph, csr.SIE: _write_sie, csr.STVEC: _write_stvec,
+          csr.SEPC: _write_sepc, csr.SCOUNTEREN: _write_scounteren, csr.SATP: _write_atp,
+          csr.VSATP: _write_atp, csr.HGATP: _write_atp, csr.HSTATUS: _write_hstatus,
+          csr.VSSTATUS: _write_vsstatus,
+          **{num: _write_nothing for num in (csr.SIP, csr.CYCLE, csr.TIME, csr.INSTRET,
+                                             csr.CYCLEH, csr.TIMEH, csr.INSTRETH)}}
 
 _FIELD = {csr.SIE: "sie", csr.STVEC: "stvec", csr.SCOUNTEREN: "scounteren",
           csr.SSCRATCH: "sscratch", csr.SEPC: "sepc", csr.SCAUSE: "scause", csr.STVAL: "stval",

@@ -6,6 +6,7 @@ Only what a kernel for `virt` looks for: memory, the one hart and its ISA, the U
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 from .board import RAM_BASE, UART_BASE, UART_SIZE
 
@@ -13,6 +14,7 @@ ISA = "rv32im_zicsr_zifencei_zicntr_sstc_svade"
 TIMEBASE = 10_000_000  # what QEMU's virt reports; time here counts retired instructions
 
 
+@lru_cache(maxsize=16)  # every machine and every guest gets one: build each size once
 def build(ram_size: int) -> bytes:
     """The DTB for a board with `ram_size` bytes of RAM."""
     uart = f"serial@{UART_BASE:x}"

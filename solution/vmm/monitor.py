@@ -170,7 +170,7 @@ class VMM:
         m.set_csr(csr.SIE, csr.SIE_STIE)
         self._load_translation(guest)
         deadline = self.slice_ends
-        if v.interrupts_enabled() and v.stimecmp != NEVER:
+        if v.stimecmp != NEVER and v.interrupts_enabled():
             deadline = min(deadline, m.hart.time() + max(0, v.stimecmp - v.time()))
         m.hart.set_stimecmp(deadline)
         self.entered_at = m.hart.instret
