@@ -202,6 +202,19 @@ def test_a_whole_guest_failure_shrinks_to_a_program_a_student_can_read(tmp_path:
     assert "ecall" in "\n".join(instructions) and len(instructions) <= 12, test["output"]
 
 
+def test_a_translation_failure_shrinks_to_a_short_table(tmp_path: Path) -> None:
+    """Guest tables are drawn from records (strategies/sources.py) and still shrink: a shadow
+    that takes SUM from the real sstatus fails with a table of a few entries (unshrunk, the
+    failing example at the rubric's seed has twelve)."""
+    bug = next(b for b in BUGS if b.name == "shadow-sum-from-real-sstatus")
+    results = grade(tmp_path, buggy_submission(tmp_path, bug),
+                    [t for t in RUBRIC.tests if t.id == "translation-shadow"])
+    [test] = results["tests"]
+    assert test["score"] == 0, test["output"]
+    entries = [line for line in test["output"].splitlines() if line.startswith("| `0x")]
+    assert 1 <= len(entries) <= 4 and "The failing query" in test["output"], test["output"]
+
+
 # ----- out of time ----------------------------------------------------------------------------
 
 def test_out_of_time_a_test_is_judged_on_the_examples_it_ran(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from machine.traps import ACCESS_CAUSE, GUEST_PAGE_FAULT_CAUSE, Trap
 from vmlab.strategies.pagetables import (
     access_types,
     addresses,
+    megapage_range,
     mxr_bits,
+    page_range,
     page_tables,
     privileges,
-    ram_megapages,
-    ram_pages,
     sum_bits,
 )
 from vmm import VMM, guestwalk
@@ -26,8 +26,8 @@ from vmm.guestwalk import GuestFault
 GUEST_RAM = 16 << 20
 ROOT = 0x80C0_0000  # guest-physical: the guest's tables, inside its RAM
 TABLES = [0x80C0_1000 + 0x1000 * i for i in range(8)]
-TARGETS = ram_pages(size=GUEST_RAM)
-MEGA_TARGETS = ram_megapages(size=GUEST_RAM)
+TARGETS = page_range(size=GUEST_RAM)
+MEGA_TARGETS = megapage_range(size=GUEST_RAM)
 USER_ACCESS = Permissions(priv=0, sum=False, mxr=False)  # the guest always runs in real U-mode
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..strategies.pagetables import draw_request, page_tables, ram_megapages, ram_pages
+from ..strategies.pagetables import megapage_range, page_range, page_tables_from, request_from
+from ..strategies.sources import RecordSource
 from . import Counterexample, Property, register
 
 GUEST_RAM = 16 << 20
@@ -46,18 +47,22 @@ def in_ram(gpa: int) -> bool:
     return RAM_BASE <= gpa < RAM_BASE + GUEST_RAM
 
 
-GUEST_TABLES = page_tables(ROOT, TABLES, targets=ram_pages(size=GUEST_RAM),
-                           mega_targets=ram_megapages(size=GUEST_RAM))
-
-
 @st.composite
 def translation_examples(draw: st.DrawFn) -> dict:
-    tables = draw(GUEST_TABLES)
+    # from records (sources.py): a hundred choices per example, drawn one by one, cost more
+    # than the example's test
+    src = RecordSource(draw)
+    tables = page_tables_from(src, ROOT, TABLES, targets=page_range(size=GUEST_RAM),
+                              mega_targets=megapage_range(size=GUEST_RAM))
     queries = []
-    for _ in range(draw(st.integers(1, 10))):
-        queries.append(list(draw_request(draw, tables)))
+    for _ in range(draw(QUERIES)):
+        src.record()
+        queries.append(list(request_from(src, tables)))
     return {"writes": [list(w) for w in tables.writes], "satp": tables.satp(asid=1),
             "queries": queries, "memory": GUEST_RAM}
+
+
+QUERIES = st.integers(1, 10)
 
 
 def _with_spec(a: dict, paging: str) -> tuple[dict, list]:

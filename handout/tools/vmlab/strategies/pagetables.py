@@ -23,11 +23,16 @@ contain well-formed entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeVar
 
 from hypothesis import strategies as st
+
+from .sources import HypothesisSource, Source
+
+T = TypeVar("T")
 
 RAM_BASE = 0x8000_0000  # QEMU virt's RAM, where the lab's machine has it too
 PAGE_SIZE = 4096
@@ -118,20 +123,51 @@ def write_bytes(writes: Sequence[Write]) -> list[tuple[int, bytes]]:
 
 
 # ----- flags and single PTEs ---------------------------------------------------------------------
-# Strategies are built once (module constants, cached factories): building them per draw costs
-# hypothesis far more than drawing from them.
+# Each generator is written once against a `Source` (sources.py): the strategies below run it
+# with hypothesis drawing every choice; the grader runs it from records, which costs a tenth.
 
-_SOMETIMES = st.sampled_from((False, False, True))
-_LEAF_FLAW = st.sampled_from((None,) * 12 + ("no-a", "no-d", "invalid", "w-without-r", "flip-u",
-                                             "any"))
-_POINTER_FLAW = st.sampled_from((None,) * 6 + ("invalid", "reserved"))
-_RESERVED = st.sampled_from((PTE_A, PTE_D, PTE_U, PTE_A | PTE_D))
-_RSW = st.sampled_from((0, 0, 1 << 8, 1 << 9))
-_ANY_FLAGS = st.integers(0, 0x3FF)
+Ranges = tuple[tuple[int, int], ...]  # a choice among integer ranges, each [lo, hi]
+
+_BOOLS = (False, True)
+_SOMETIMES = (False, False, True)
+_LEAF_FLAWS = (None,) * 12 + ("no-a", "no-d", "invalid", "w-without-r", "flip-u", "any")
+_POINTER_FLAWS = (None,) * 6 + ("invalid", "reserved")
+_RESERVED = (PTE_A, PTE_D, PTE_U, PTE_A | PTE_D)
+_RSW = (0, 0, 1 << 8, 1 << 9)
 _LOW10 = st.integers(1, 0x3FF)
 _WORD = st.integers(0, 0xFFFF_FFFF)
-_L2_INDEX = st.integers(0, 1023)
-_OFFSET = st.integers(0, MEGAPAGE_SIZE - 1)
+
+
+def pick(src: Source, ranges: Ranges) -> int:
+    """An integer from one of `ranges` (each as likely; repeat one to make it likelier)."""
+    lo, hi = ranges[0] if len(ranges) == 1 else src.choice(ranges)
+    return src.integer(lo, hi)
+
+
+def leaf_flags_from(src: Source, user: bool | None = None, global_: bool | None = None,
+                    flawed: bool = True, perms: tuple[int, ...] = _GOOD_PERMS) -> int:
+    """See `leaf_flags`."""
+    flags = PTE_V | src.choice(perms) | PTE_A | PTE_D
+    if user if user is not None else src.choice(_BOOLS):
+        flags |= PTE_U
+    if global_ if global_ is not None else src.choice(_SOMETIMES):
+        flags |= PTE_G
+    if not flawed:
+        return flags
+    flaw = src.choice(_LEAF_FLAWS)
+    if flaw == "no-a":
+        flags &= ~PTE_A
+    elif flaw == "no-d":
+        flags &= ~PTE_D
+    elif flaw == "invalid":
+        flags &= ~PTE_V
+    elif flaw == "w-without-r":
+        flags = (flags & ~(PTE_R | PTE_X)) | PTE_W | (PTE_X if src.choice(_BOOLS) else 0)
+    elif flaw == "flip-u":
+        flags ^= PTE_U
+    elif flaw == "any":
+        flags = src.integer(0, 0x3FF)
+    return flags
 
 
 @cache
@@ -141,32 +177,21 @@ def leaf_flags(user: bool | None = None, global_: bool | None = None, flawed: bo
     either), G as `global_` says (None: sometimes). With `flawed`, sometimes one flaw: A clear,
     D clear, V clear, W without R, U flipped, or any 10 bits at all. `perms`: the R/W/X
     combinations to choose from (repeat one to make it likelier)."""
-    return _leaf_flags(user, global_, flawed, st.sampled_from(perms))
+    return _from_source(leaf_flags_from, user, global_, flawed, perms)
 
 
-@st.composite
-def _leaf_flags(draw: st.DrawFn, user: bool | None, global_: bool | None, flawed: bool,
-                perms: st.SearchStrategy[int]) -> int:
-    flags = PTE_V | draw(perms) | PTE_A | PTE_D
-    if user if user is not None else draw(st.booleans()):
-        flags |= PTE_U
-    if global_ if global_ is not None else draw(_SOMETIMES):
+def pointer_flags_from(src: Source, global_: bool | None = None, flawed: bool = True) -> int:
+    """See `pointer_flags`."""
+    flags = PTE_V | src.choice(_RSW)
+    if global_ if global_ is not None else src.choice(_SOMETIMES):
         flags |= PTE_G
     if not flawed:
         return flags
-    flaw = draw(_LEAF_FLAW)
-    if flaw == "no-a":
-        flags &= ~PTE_A
-    elif flaw == "no-d":
-        flags &= ~PTE_D
-    elif flaw == "invalid":
+    flaw = src.choice(_POINTER_FLAWS)
+    if flaw == "invalid":
         flags &= ~PTE_V
-    elif flaw == "w-without-r":
-        flags = (flags & ~(PTE_R | PTE_X)) | PTE_W | (PTE_X if draw(st.booleans()) else 0)
-    elif flaw == "flip-u":
-        flags ^= PTE_U
-    elif flaw == "any":
-        flags = draw(_ANY_FLAGS)
+    elif flaw == "reserved":
+        flags |= src.choice(_RESERVED)
     return flags
 
 
@@ -174,22 +199,12 @@ def _leaf_flags(draw: st.DrawFn, user: bool | None, global_: bool | None, flawed
 def pointer_flags(global_: bool | None = None, flawed: bool = True) -> st.SearchStrategy[int]:
     """Flags of a non-leaf PTE (R = W = X = 0): V, maybe G, sometimes RSW bits (which must be
     ignored). With `flawed`, sometimes V clear or a bit reserved in a pointer (D, A, U) set."""
-    return _pointer_flags(global_, flawed)
+    return _from_source(pointer_flags_from, global_, flawed)
 
 
 @st.composite
-def _pointer_flags(draw: st.DrawFn, global_: bool | None, flawed: bool) -> int:
-    flags = PTE_V | draw(_RSW)
-    if global_ if global_ is not None else draw(_SOMETIMES):
-        flags |= PTE_G
-    if not flawed:
-        return flags
-    flaw = draw(_POINTER_FLAW)
-    if flaw == "invalid":
-        flags &= ~PTE_V
-    elif flaw == "reserved":
-        flags |= draw(_RESERVED)
-    return flags
+def _from_source(draw: st.DrawFn, generator: Callable[..., T], *args: object) -> T:
+    return generator(HypothesisSource(draw), *args)
 
 
 def ptes(ppns: st.SearchStrategy[int], flags: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
@@ -197,23 +212,40 @@ def ptes(ppns: st.SearchStrategy[int], flags: st.SearchStrategy[int]) -> st.Sear
     return st.builds(make_pte, ppns, flags)
 
 
+def page_range(base: int = RAM_BASE, size: int = 16 << 20) -> Ranges:
+    """The page numbers of RAM [base, base + size)."""
+    return ((base >> 12, ((base + size) >> 12) - 1),)
+
+
+def megapage_range(base: int = RAM_BASE, size: int = 16 << 20) -> Ranges:
+    """PPN[1] (the megapage number) of the megapages of RAM [base, base + size)."""
+    return ((base >> 22, ((base + size) >> 22) - 1),)
+
+
+def ranges_outside(base: int = RAM_BASE, size: int = 16 << 20) -> Ranges:
+    """Page numbers (22 bits) of pages that are not in RAM [base, base + size)."""
+    above = ((base + size) >> 12, PPN_MASK)
+    return ((0, (base >> 12) - 1), above) if base >= PAGE_SIZE else (above,)
+
+
 @cache
+def _ranges(ranges: Ranges) -> st.SearchStrategy[int]:
+    return st.one_of(*(st.integers(lo, hi) for lo, hi in ranges))
+
+
 def ram_pages(base: int = RAM_BASE, size: int = 16 << 20) -> st.SearchStrategy[int]:
     """Page numbers of the pages of RAM [base, base + size)."""
-    return st.integers(base >> 12, ((base + size) >> 12) - 1)
+    return _ranges(page_range(base, size))
 
 
-@cache
 def pages_outside(base: int = RAM_BASE, size: int = 16 << 20) -> st.SearchStrategy[int]:
     """Page numbers (22 bits) of pages that are not in RAM [base, base + size)."""
-    above = st.integers((base + size) >> 12, PPN_MASK)
-    return st.one_of(st.integers(0, (base >> 12) - 1), above) if base >= PAGE_SIZE else above
+    return _ranges(ranges_outside(base, size))
 
 
-@cache
 def ram_megapages(base: int = RAM_BASE, size: int = 16 << 20) -> st.SearchStrategy[int]:
     """PPN[1] (the megapage number) of the megapages of RAM [base, base + size)."""
-    return st.integers(base >> 22, ((base + size) >> 22) - 1)
+    return _ranges(megapage_range(base, size))
 
 
 def leaves(ppns: st.SearchStrategy[int] | None = None,
@@ -245,7 +277,12 @@ def pointers(table_ppn: int | st.SearchStrategy[int],
     return ptes(ppns, flags if flags is not None else pointer_flags())
 
 
-_INVALID = st.one_of(st.just(0), _WORD.map(lambda w: w & ~PTE_V))
+def invalid_pte_from(src: Source) -> int:
+    """See `invalid_ptes`."""
+    return src.integer(0, 0xFFFF_FFFF) & ~PTE_V if src.choice(_BOOLS) else 0
+
+
+_INVALID = _from_source(invalid_pte_from)
 
 
 def invalid_ptes() -> st.SearchStrategy[int]:
@@ -255,90 +292,103 @@ def invalid_ptes() -> st.SearchStrategy[int]:
 
 # ----- whole tables ------------------------------------------------------------------------------
 
-_ROOT_KINDS = {True: st.sampled_from(("pointer", "pointer", "pointer", "megapage", "megapage",
-                                      "misaligned", "invalid", "nowhere")),
-               False: st.sampled_from(("pointer", "pointer", "megapage"))}
-_LEAF_KINDS = {True: st.sampled_from(("leaf",) * 6 + ("pointer", "invalid")),
-               False: st.just("leaf")}
+_ROOT_KINDS = {True: ("pointer", "pointer", "pointer", "megapage", "megapage", "misaligned",
+                      "invalid", "nowhere"),
+               False: ("pointer", "pointer", "megapage")}
+_LEAF_KINDS = {True: ("leaf",) * 6 + ("pointer", "invalid"), False: ("leaf",)}
 
 
-@cache
-def _unique_lists(elements: st.SearchStrategy[int], min_size: int,
-                  max_size: int) -> st.SearchStrategy[list[int]]:
-    return st.lists(elements, min_size=min_size, max_size=max_size, unique=True)
+def distinct_from(src: Source, lo: int, hi: int, most: int) -> list[int]:
+    """Between one and `most` distinct integers in [lo, hi]: a count, then that many tries
+    (a repeat is dropped, so that each try is one record's worth of choices)."""
+    seen: list[int] = []
+    for _ in range(src.integer(1, most)):
+        value = src.integer(lo, hi)
+        if value not in seen:
+            seen.append(value)
+    return seen
 
 
-@cache
-def _indices(entries: int) -> st.SearchStrategy[int]:
-    return st.integers(0, entries - 1)
-
-
-@st.composite
-def page_tables(draw: st.DrawFn, root: int, table_pages: Sequence[int],
-                targets: st.SearchStrategy[int] | None = None,
-                mega_targets: st.SearchStrategy[int] | None = None,
-                root_indices: st.SearchStrategy[int] | None = None,
-                outside: st.SearchStrategy[int] | None = None,
-                wide_root: bool = False, user: bool | None = None,
-                max_root_entries: int = 6, max_leaves: int = 8,
-                flawed: bool = True) -> PageTables:
-    """A two-level table set with its root at physical address `root` and its second-level
-    tables in the pages at the addresses `table_pages` (used in order, as needed).
-
-    `targets`: page numbers 4 KiB leaves point at (default: RAM); `mega_targets`: PPN[1] of
-    megapages (default: RAM's megapages); `root_indices`: which root entries to fill (default:
-    any); `outside`: page numbers that are not RAM, for pointers to nowhere; `wide_root`: an
-    Sv32x4 root (4096 entries, the root must be 16 KiB aligned); `user`: the U bit of leaves
-    (None: either). Pass strategies that you keep (module constants) rather than build anew
-    for each call: hypothesis validates every new strategy object, which is slow."""
+def page_tables_from(src: Source, root: int, table_pages: Sequence[int],
+                     targets: Ranges | None = None, mega_targets: Ranges | None = None,
+                     outside: Ranges | None = None, wide_root: bool = False,
+                     user: bool | None = None, max_root_entries: int = 6, max_leaves: int = 8,
+                     flawed: bool = True) -> PageTables:
+    """See `page_tables`; one record per root entry, its table's leaves included."""
     if wide_root and root & 0x3FFF:
         raise ValueError(f"an Sv32x4 root must be 16 KiB aligned, not at {root:#x}")
-    targets = targets if targets is not None else ram_pages()
-    mega_targets = mega_targets if mega_targets is not None else ram_megapages()
-    outside = outside if outside is not None else pages_outside()
-    root_indices = root_indices if root_indices is not None else _indices(
-        4096 if wide_root else 1024)
-    indices = draw(_unique_lists(root_indices, 1, max_root_entries))
+    targets = targets or page_range()
+    mega_targets = mega_targets or megapage_range()
+    outside = outside or ranges_outside()
     free = list(table_pages)
     writes: list[Write] = []
     regions: list[Region] = []
     found: list[Leaf] = []
-    leaf_kinds = _LEAF_KINDS[flawed]
-    flags = leaf_flags(user=user, flawed=flawed)
-    for index in indices:
+    used: set[int] = set()
+    for _ in range(src.integer(1, max_root_entries)):
+        src.record()
+        index = src.integer(0, 4095 if wide_root else 1023)
+        if index in used:
+            continue
+        used.add(index)
         base = index << 22
-        kind = draw(_ROOT_KINDS[flawed])
+        kind = src.choice(_ROOT_KINDS[flawed])
         if kind == "pointer" and not free:
             kind = "megapage"
         regions.append(Region(base, MEGAPAGE_SIZE))
         if kind == "pointer":
             table = free.pop(0)
             writes.append((root + 4 * index,
-                           make_pte(table >> 12, draw(pointer_flags(flawed=flawed)))))
-            for j in draw(_unique_lists(_L2_INDEX, 1, max_leaves)):
+                           make_pte(table >> 12, pointer_flags_from(src, flawed=flawed))))
+            for j in distinct_from(src, 0, 1023, max_leaves):
                 va = base | j << 12
-                kind2 = draw(leaf_kinds)
-                if kind2 == "leaf":
-                    pte = make_pte(draw(targets), draw(flags))
-                    found.append(Leaf(va, PAGE_SIZE, (pte >> 10) << 12, pte))
-                elif kind2 == "pointer":  # a pointer where only a leaf may be
-                    ppn = draw(targets) if draw(st.booleans()) else draw(outside)
-                    pte = make_pte(ppn, draw(pointer_flags(flawed=False)))
-                else:
-                    pte = draw(_INVALID)
-                writes.append((table + 4 * j, pte))
+                writes.append((table + 4 * j, _second_level(src, va, targets, outside, user,
+                                                            flawed, found)))
                 regions.append(Region(va, PAGE_SIZE))
         elif kind in ("megapage", "misaligned"):
-            low = 0 if kind == "megapage" else draw(_LOW10)
-            pte = make_pte((draw(mega_targets) & 0xFFF) << 10 | low, draw(flags))
+            low = 0 if kind == "megapage" else src.integer(1, 0x3FF)
+            pte = make_pte((pick(src, mega_targets) & 0xFFF) << 10 | low,
+                           leaf_flags_from(src, user=user, flawed=flawed))
             writes.append((root + 4 * index, pte))
             found.append(Leaf(base, MEGAPAGE_SIZE, (pte >> 10) << 12, pte))
         elif kind == "invalid":
-            writes.append((root + 4 * index, draw(_INVALID)))
+            writes.append((root + 4 * index, invalid_pte_from(src)))
         else:  # a pointer to a table that is not in RAM
-            writes.append((root + 4 * index,
-                           make_pte(draw(outside), draw(pointer_flags(flawed=False)))))
+            writes.append((root + 4 * index, make_pte(pick(src, outside),
+                                                      pointer_flags_from(src, flawed=False))))
     return PageTables(root, tuple(writes), tuple(regions), tuple(found), wide_root)
+
+
+def _second_level(src: Source, va: int, targets: Ranges, outside: Ranges, user: bool | None,
+                  flawed: bool, found: list[Leaf]) -> int:
+    """The PTE for the page at `va` in a second-level table (a leaf is added to `found`)."""
+    kind = src.choice(_LEAF_KINDS[flawed])
+    if kind == "leaf":
+        pte = make_pte(pick(src, targets), leaf_flags_from(src, user=user, flawed=flawed))
+        found.append(Leaf(va, PAGE_SIZE, (pte >> 10) << 12, pte))
+        return pte
+    if kind == "pointer":  # a pointer where only a leaf may be
+        ppn = pick(src, targets) if src.choice(_BOOLS) else pick(src, outside)
+        return make_pte(ppn, pointer_flags_from(src, flawed=False))
+    return invalid_pte_from(src)
+
+
+@st.composite
+def page_tables(draw: st.DrawFn, root: int, table_pages: Sequence[int],
+                targets: Ranges | None = None, mega_targets: Ranges | None = None,
+                outside: Ranges | None = None, wide_root: bool = False,
+                user: bool | None = None, max_root_entries: int = 6, max_leaves: int = 8,
+                flawed: bool = True) -> PageTables:
+    """A two-level table set with its root at physical address `root` and its second-level
+    tables in the pages at the addresses `table_pages` (used in order, as needed).
+
+    `targets`: page numbers 4 KiB leaves point at (default: RAM); `mega_targets`: PPN[1] of
+    megapages (default: RAM's megapages); `outside`: page numbers that are not RAM, for
+    pointers to nowhere; `wide_root`: an Sv32x4 root (4096 entries, the root must be 16 KiB
+    aligned); `user`: the U bit of leaves (None: either). At most `max_root_entries` root
+    entries, and `max_leaves` entries in each second-level table."""
+    return page_tables_from(HypothesisSource(draw), root, table_pages, targets, mega_targets,
+                            outside, wide_root, user, max_root_entries, max_leaves, flawed)
 
 
 def gstage_tables(root: int, table_pages: Sequence[int], **kwargs: object) -> st.SearchStrategy[
@@ -351,59 +401,56 @@ def gstage_tables(root: int, table_pages: Sequence[int], **kwargs: object) -> st
 
 # ----- addresses and who is asking ---------------------------------------------------------------
 
-def draw_address(draw: st.DrawFn, tables: PageTables | None, mask: int) -> int:
+def address_from(src: Source, tables: PageTables | None, mask: int = 0xFFFF_FFFF) -> int:
+    """See `addresses`."""
     choices = []
     if tables is not None and tables.leaves:
         choices += [tables.leaves] * 3
     if tables is not None and tables.regions:
         choices.append(tables.regions)
-    pick = draw(_choice_of(len(choices) + 1))
-    if pick == len(choices):
-        return draw(_WORD) & mask
-    regions = choices[pick]
-    region = regions[draw(_choice_of(len(regions)))]
-    return (region.base + (draw(_OFFSET) & (region.size - 1))) & mask
-
-
-@cache
-def _choice_of(n: int) -> st.SearchStrategy[int]:
-    return st.integers(0, n - 1)
+        # the root entries' regions on their own too: among the many leaf slots, the few root
+        # entries that fault (V clear, a table outside RAM) would be rare targets
+        roots = [r for r in tables.regions if r.size == MEGAPAGE_SIZE]
+        if roots:
+            choices.append(roots)
+    pick_ = src.integer(0, len(choices))
+    if pick_ == len(choices):
+        return src.integer(0, 0xFFFF_FFFF) & mask
+    regions = choices[pick_]
+    region = regions[src.integer(0, len(regions) - 1)]
+    return (region.base + src.integer(0, region.size - 1)) & mask
 
 
 def addresses(tables: PageTables | None = None, align: int = 1,
               bits: int = 32) -> st.SearchStrategy[int]:
     """Addresses (`bits` wide, at most 32; multiples of `align`): mostly in the pages the
     generator's leaves map, then in the other regions it populated (unmapped and faulting ones
-    alike), then anywhere."""
-    return _address(tables, ((1 << bits) - 1) & ~(align - 1))
+    alike; its root entries' megapages in particular), then anywhere."""
+    return _from_source(address_from, tables, ((1 << bits) - 1) & ~(align - 1))
 
 
-# (composites with arguments are a new strategy object per call: see states.draw_csr_settings)
-_address = st.composite(draw_address)
-
-
-_ACCESS = st.sampled_from((FETCH, LOAD, STORE))
-_PRIV = st.sampled_from((U_MODE, S_MODE))
+_ACCESS = (FETCH, LOAD, STORE)
+_PRIV = (U_MODE, S_MODE)
 
 
 Request = tuple[int, int, int, bool, bool]  # address, access type, privilege, SUM, MXR
 
 
-def draw_request(draw: st.DrawFn, tables: PageTables | None, mask: int = 0xFFFF_FFFF) -> Request:
-    """One of `requests(tables)`, drawn directly (no strategy object per table)."""
-    if tables is None or not tables.leaves or draw(st.booleans()):
-        return (draw_address(draw, tables, mask), draw(_ACCESS), draw(_PRIV), draw(st.booleans()),
-                draw(st.booleans()))
-    leaf = tables.leaves[draw(_choice_of(len(tables.leaves)))]
-    address = (leaf.base + (draw(_OFFSET) & (leaf.size - 1))) & mask
+def request_from(src: Source, tables: PageTables | None, mask: int = 0xFFFF_FFFF) -> Request:
+    """See `requests`."""
+    if tables is None or not tables.leaves or src.choice(_BOOLS):
+        return (address_from(src, tables, mask), src.choice(_ACCESS), src.choice(_PRIV),
+                src.choice(_BOOLS), src.choice(_BOOLS))
+    leaf = tables.leaves[src.integer(0, len(tables.leaves) - 1)]
+    address = (leaf.base + src.integer(0, leaf.size - 1)) & mask
     flags = leaf.pte
     wanted = [a for a, ok in ((FETCH, flags & PTE_X), (LOAD, flags & (PTE_R | PTE_X)),
                               (STORE, flags & PTE_W)) if ok] or [LOAD]
-    access = wanted[draw(_choice_of(len(wanted)))]
+    access = wanted[src.integer(0, len(wanted) - 1)]
     user = bool(flags & PTE_U)
-    priv = U_MODE if user and (access == FETCH or draw(st.booleans())) else S_MODE
+    priv = U_MODE if user and (access == FETCH or src.choice(_BOOLS)) else S_MODE
     return address, access, priv, user and priv == S_MODE, bool(
-        access == LOAD and not flags & PTE_R) or draw(st.booleans())
+        access == LOAD and not flags & PTE_R) or src.choice(_BOOLS)
 
 
 def requests(tables: PageTables | None = None, align: int = 1,
@@ -411,20 +458,21 @@ def requests(tables: PageTables | None = None, align: int = 1,
     """Who asks for what: (address, access type, privilege, SUM, MXR). Half of them are aimed
     at a leaf with an access, privilege, SUM and MXR that its flags allow (the walk may still
     fault on the way); the other half are `addresses` with anything at all."""
-    return _request(tables, ((1 << bits) - 1) & ~(align - 1))
+    return _from_source(request_from, tables, ((1 << bits) - 1) & ~(align - 1))
 
 
-_request = st.composite(draw_request)
+_ACCESS_TYPES = st.sampled_from(_ACCESS)
+_PRIVILEGES = st.sampled_from(_PRIV)
 
 
 def access_types() -> st.SearchStrategy[int]:
     """0 fetch, 1 load, 2 store."""
-    return _ACCESS
+    return _ACCESS_TYPES
 
 
 def privileges() -> st.SearchStrategy[int]:
     """0 U-mode, 1 S-mode."""
-    return _PRIV
+    return _PRIVILEGES
 
 
 def sum_bits() -> st.SearchStrategy[bool]:
@@ -444,13 +492,24 @@ _ASID = st.integers(0, 0x1FF)
 _VMID = st.integers(0, 0x7F)
 
 
+_L2_INDEX = st.integers(0, 1023)
+
+
 @cache
-def _window_strategies(window: Region) -> tuple[st.SearchStrategy[int], ...]:
-    pages = st.integers(window.base >> 12, ((window.base + window.size) >> 12) - 1)
-    megas = st.integers(window.base >> 22, ((window.base + window.size) >> 22) - 1)
-    targets = st.one_of(pages, pages, pages, st.integers(0, PPN_MASK))
-    mega_targets = st.one_of(megas, megas, st.integers(0, 0xFFF))
-    return pages, megas, targets, mega_targets
+def _unique_lists(elements: st.SearchStrategy[int], min_size: int,
+                  max_size: int) -> st.SearchStrategy[list[int]]:
+    return st.lists(elements, min_size=min_size, max_size=max_size, unique=True)
+
+
+@cache
+def _window_choices(window: Region) -> tuple[st.SearchStrategy[int], st.SearchStrategy[int],
+                                              Ranges, Ranges]:
+    """The window's pages and megapages (strategies), and where the guest's leaves point
+    (ranges): mostly into the window, sometimes anywhere."""
+    (pages,), (megas,) = page_range(window.base, window.size), megapage_range(window.base,
+                                                                               window.size)
+    return (st.integers(*pages), st.integers(*megas), (pages, pages, pages, (0, PPN_MASK)),
+            (megas, megas, (0, 0xFFF)))
 
 
 @st.composite
@@ -469,7 +528,7 @@ def nested_tables(draw: st.DrawFn, host_base: int = RAM_BASE, host_size: int = 1
     `max_root_entries`, `max_leaves`: the size of the guest's tables."""
     use_first = draw(_MOSTLY) if first_stage is None else first_stage
     use_g = draw(_MOSTLY) if g_stage is None else g_stage
-    pages, megas, targets, mega_targets = _window_strategies(window)
+    pages, megas, targets, mega_targets = _window_choices(window)
     guest = None
     vsatp = 0
     if use_first:

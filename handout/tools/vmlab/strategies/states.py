@@ -15,6 +15,8 @@ from typing import Protocol
 
 from hypothesis import strategies as st
 
+from .sources import HypothesisSource, Source
+
 M32 = 0xFFFF_FFFF
 U_MODE, S_MODE = 0, 1
 
@@ -68,15 +70,25 @@ def sampled(values: tuple) -> st.SearchStrategy:
     return st.sampled_from(values)
 
 
+def register_value_from_bits(v: int) -> int:
+    """33 bits: the low 32, or (when bit 32 is set) a boundary value."""
+    return BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v & M32
+
+
 # Strategies are built once: hypothesis validates each new strategy object on its first draw,
 # which costs more than the draw when a composite builds its strategies afresh every example.
-REGISTER_VALUES = st.integers(0, (2 << 32) - 1).map(
-    lambda v: BOUNDARY_VALUES[v % len(BOUNDARY_VALUES)] if v >> 32 else v)
+REGISTER_VALUES = st.integers(0, (2 << 32) - 1).map(register_value_from_bits)
 
 
 def register_values() -> st.SearchStrategy[int]:
     """32 bits, unsigned; a boundary value about half the time (one draw: cheap)."""
     return REGISTER_VALUES
+
+
+def register_value_from(src: Source) -> int:
+    """One of `register_values`, in a record of its own: it shrinks to zero by itself."""
+    src.record()
+    return register_value_from_bits(src.integer(0, (2 << 32) - 1))
 
 
 def register_files(fixed: Mapping[int, int] | None = None) -> st.SearchStrategy[tuple[int, ...]]:
@@ -87,46 +99,46 @@ def register_files(fixed: Mapping[int, int] | None = None) -> st.SearchStrategy[
 
 
 HORIZON = 700  # how far ahead a timer is set, in ticks
-_TIMERS = st.one_of(st.integers(1, HORIZON).map(lambda d: ("ahead", d)),
-                    st.integers(0, 1 << 16).map(lambda d: ("due", d)),
-                    st.just(("never", 0)), st.integers(0, NO_TIMER).map(lambda v: ("any", v)))
+_TIMER_KINDS = ("ahead", "due", "never", "any")
 
 
-def draw_timer(draw: st.DrawFn, now: int = 0) -> tuple[tuple[int, int], ...]:
-    """stimecmp (both halves) a little after `now`, at or before it (pending), or never."""
-    kind, n = draw(_TIMERS)
-    value = {"ahead": now + n, "due": n % (now + 1), "never": NO_TIMER, "any": n}[kind]
+def timer_from(src: Source, now: int = 0) -> tuple[tuple[int, int], ...]:
+    """stimecmp (both halves) a little after `now`, at or before it (pending), never, or
+    anything at all."""
+    kind = src.choice(_TIMER_KINDS)
+    value = {"ahead": lambda: now + src.integer(1, HORIZON),
+             "due": lambda: src.integer(0, 1 << 16) % (now + 1),
+             "never": lambda: NO_TIMER, "any": lambda: src.integer(0, NO_TIMER)}[kind]()
     return ((CSR["stimecmp"], value & M32), (CSR["stimecmph"], value >> 32))
 
 
-_STATUS_BITS = st.sets(st.sampled_from((SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM,
-                                        SSTATUS_MXR)))
+_BOOLS = (False, True)
+_STATUS_BITS = (SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SPP, SSTATUS_SUM, SSTATUS_MXR)
+_SIES = (0, STIE)
+_SCAUSES = (0, 2, 8, 13, 0x8000_0005)
 
 
-_SIES = st.sampled_from((0, STIE))
-_SCAUSES = st.sampled_from((0, 2, 8, 13, 0x8000_0005))
+def csr_settings_from(src: Source, stvec: int | None = None, satp: int = 0,
+                      now: int = 0) -> tuple[tuple[int, int], ...]:
+    """See `csr_settings`. The small choices first, then each 32-bit value in a record of its
+    own (so that drawn from records, each shrinks on its own)."""
+    status = sum(bit for bit in _STATUS_BITS if src.choice(_BOOLS))
+    sie, scounteren, scause = src.choice(_SIES), src.integer(0, 7), src.choice(_SCAUSES)
+    timer = timer_from(src, now)
+    sscratch, sepc, stval = (register_value_from(src) for _ in range(3))
+    out = [(CSR["sstatus"], status), (CSR["sie"], sie), (CSR["scounteren"], scounteren),
+           (CSR["sscratch"], sscratch), (CSR["sepc"], sepc & ~3), (CSR["scause"], scause),
+           (CSR["stval"], stval), (CSR["satp"], satp)]
+    if stvec is not None:
+        out.append((CSR["stvec"], stvec))
+    return (*out, *timer)
 
 
-# Composites that take arguments are a new strategy object per call, which hypothesis validates
-# on its first draw, at a cost greater than the draw's: where the arguments vary by example, the
-# hot paths call the draw_ functions instead, and the composites are for everyone else.
 def draw_csr_settings(draw: st.DrawFn, stvec: int | None = None, satp: int = 0,
                       now: int = 0) -> tuple[tuple[int, int], ...]:
     """The S-mode CSRs a test may start from: sstatus (any of SIE SPIE SPP SUM MXR), sie,
     scounteren, sscratch, sepc, scause, stval, the timer, stvec and satp as given."""
-    status = draw(_STATUS_BITS)
-    out = [(CSR["sstatus"], sum(status)),
-           (CSR["sie"], draw(_SIES)),
-           (CSR["scounteren"], draw(st.integers(0, 7))),
-           (CSR["sscratch"], draw(register_values())),
-           (CSR["sepc"], draw(register_values()) & ~3),
-           (CSR["scause"], draw(_SCAUSES)),
-           (CSR["stval"], draw(register_values())),
-           (CSR["satp"], satp)]
-    if stvec is not None:
-        out.append((CSR["stvec"], stvec))
-    out += draw_timer(draw, now)
-    return tuple(out)
+    return csr_settings_from(HypothesisSource(draw), stvec, satp, now)
 
 
 csr_settings = st.composite(draw_csr_settings)
