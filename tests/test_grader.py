@@ -215,6 +215,39 @@ def test_a_translation_failure_shrinks_to_a_short_table(tmp_path: Path) -> None:
     assert 1 <= len(entries) <= 4 and "The failing query" in test["output"], test["output"]
 
 
+def test_the_state_machine_runs_the_examples_of_its_tests_seed(tmp_path: Path) -> None:
+    """The IPC state machine is seeded with its test's seed, as the other properties are: the
+    same seed makes the same calls, another seed others (the hidden test is not a rerun of the
+    visible one)."""
+    from vmlab.properties import load as load_properties
+    from vmlab.sandbox import Worker
+    from vmlab.suite import run_property
+
+    lab, _, _ = assemble(SOLUTION, HANDOUT, RUBRIC.editable, into=tmp_path / "lab")
+    prop = load_properties()["ipc"]
+    test = next(t for t in RUBRIC.tests if t.id == "ipc")
+
+    class Recording:
+        def __init__(self, worker: Worker) -> None:
+            self.worker, self.calls = worker, []
+
+        def call(self, probe: str, args: dict) -> dict:
+            self.calls.append((probe, json.dumps(args, sort_keys=True)))
+            return self.worker.call(probe, args)
+
+    def calls(seed: int) -> list:
+        with Worker(lab) as worker:
+            recording = Recording(worker)
+            _, failure, _ = run_property(prop, dataclasses.replace(test, seed=seed, examples=20),
+                                         recording)
+        assert failure is None, failure
+        return recording.calls
+
+    first = calls(1)
+    assert len(first) > 40 and calls(1) == first
+    assert calls(2) != first
+
+
 # ----- out of time ----------------------------------------------------------------------------
 
 def test_out_of_time_a_test_is_judged_on_the_examples_it_ran(tmp_path: Path) -> None:
