@@ -6,6 +6,7 @@ VMM and the CSR instructions share; `check_access` is what a CSR instruction add
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import csr
@@ -56,6 +57,25 @@ def write(h: Hart, num: int, value: int) -> None:
     _WRITE.get(num, _write_field)(h, num, value & M32)
 
 
+def write_many(h: Hart, writes: Iterable[tuple[int, int]]) -> None:
+    """Write several CSRs, in order, keeping of each what `write` keeps; but pick the fast
+    path's caches and work out the timer deadline once, after the last, instead of after each
+    write (the VMM restores six to eight CSRs on every world switch). For the CSRs that are
+    fields of the hart: not stimecmp, and not the read-only counters."""
+    before = _translation_context(h)
+    for num, value in writes:
+        setattr(h, _FIELD[num], value & _KEEP[num])
+    if _translation_context(h) != before:
+        h.select_caches()
+    h.update_irq()  # sie and sstatus.SIE decide whether the timer interrupt is enabled
+
+
+def _translation_context(h: Hart) -> tuple[int, ...]:
+    """The CSR bits that `Hart.select_caches` looks at (and a few more)."""
+    return (h.sstatus & (csr.SSTATUS_SUM | csr.SSTATUS_MXR), h.satp, h.hstatus, h.vsstatus,
+            h.vsatp, h.hgatp)
+
+
 def _write_field(h: Hart, num: int, value: int) -> None:
     setattr(h, _FIELD[num], value)  # every bit writable
 
@@ -73,34 +93,16 @@ def _write_stimecmph(h: Hart, num: int, value: int) -> None:
 
 
 def _write_sie(h: Hart, num: int, value: int) -> None:
-    h.sie = value & csr.SIE_STIE
+    h.sie = value & _KEEP[num]
     h.update_irq()
 
 
-def _write_stvec(h: Hart, num: int, value: int) -> None:
-    h.stvec = value & ~3  # direct mode only; IALIGN=32
+def _write_kept(h: Hart, num: int, value: int) -> None:
+    setattr(h, _FIELD[num], value & _KEEP[num])
 
 
-def _write_sepc(h: Hart, num: int, value: int) -> None:
-    h.sepc = value & ~3  # IALIGN=32
-
-
-def _write_scounteren(h: Hart, num: int, value: int) -> None:
-    h.scounteren = value & 7
-
-
-def _write_atp(h: Hart, num: int, value: int) -> None:
-    if num == csr.HGATP:
-        value &= csr.HGATP_MODE_SV32X4 | (csr.HGATP_VMID_MASK << 22) | csr.SATP_PPN_MASK & ~3
-    _set_translation_csr(h, _FIELD[num], value)
-
-
-def _write_hstatus(h: Hart, num: int, value: int) -> None:
-    _set_translation_csr(h, "hstatus", value & csr.HSTATUS_WRITABLE)
-
-
-def _write_vsstatus(h: Hart, num: int, value: int) -> None:
-    _set_translation_csr(h, "vsstatus", value & csr.VSSTATUS_WRITABLE)
+def _write_translation(h: Hart, num: int, value: int) -> None:
+    _set_translation_csr(h, _FIELD[num], value & _KEEP[num])
 
 
 def _write_nothing(h: Hart, num: int, value: int) -> None:
@@ -117,14 +119,23 @@ def _set_translation_csr(h: Hart, field: str, value: int) -> None:
 # the CSRs whose writes keep less than every bit, or do more than store it (a table, not an
 # if-chain: the VMM writes several CSRs on every world switch)
 _WRITE = {csr.SSTATUS: _write_sstatus, csr.STIMECMP: _write_stimecmp,
-          csr.STIMECMPH: _write_stimecmph, csr.SIE: _write_sie, csr.STVEC: _write_stvec,
-          csr.SEPC: _write_sepc, csr.SCOUNTEREN: _write_scounteren, csr.SATP: _write_atp,
-          csr.VSATP: _write_atp, csr.HGATP: _write_atp, csr.HSTATUS: _write_hstatus,
-          csr.VSSTATUS: _write_vsstatus,
+          csr.STIMECMPH: _write_stimecmph, csr.SIE: _write_sie, csr.STVEC: _write_kept,
+          csr.SEPC: _write_kept, csr.SCOUNTEREN: _write_kept,
+          **{num: _write_translation for num in (csr.SATP, csr.VSATP, csr.HGATP, csr.HSTATUS,
+                                                 csr.VSSTATUS)},
           **{num: _write_nothing for num in (csr.SIP, csr.CYCLE, csr.TIME, csr.INSTRET,
                                              csr.CYCLEH, csr.TIMEH, csr.INSTRETH)}}
 
-_FIELD = {csr.SIE: "sie", csr.STVEC: "stvec", csr.SCOUNTEREN: "scounteren",
+# what a write keeps of the CSRs that are fields of the hart (WARL); the other bits read as 0
+_KEEP = {csr.SSTATUS: csr.SSTATUS_WRITABLE, csr.SIE: csr.SIE_STIE,
+         csr.STVEC: ~3 & M32, csr.SEPC: ~3 & M32,  # direct mode only; IALIGN=32
+         csr.SCOUNTEREN: 7, csr.SSCRATCH: M32, csr.SCAUSE: M32, csr.STVAL: M32,
+         csr.SATP: M32, csr.VSATP: M32, csr.HSTATUS: csr.HSTATUS_WRITABLE,
+         csr.VSSTATUS: csr.VSSTATUS_WRITABLE, csr.HTVAL: M32, csr.HTINST: M32,
+         csr.HGATP: csr.HGATP_MODE_SV32X4 | (csr.HGATP_VMID_MASK << 22)
+         | csr.SATP_PPN_MASK & ~3}
+
+_FIELD = {csr.SSTATUS: "sstatus", csr.SIE: "sie", csr.STVEC: "stvec", csr.SCOUNTEREN: "scounteren",
           csr.SSCRATCH: "sscratch", csr.SEPC: "sepc", csr.SCAUSE: "scause", csr.STVAL: "stval",
           csr.SATP: "satp", csr.HSTATUS: "hstatus", csr.HTVAL: "htval", csr.HTINST: "htinst",
           csr.HGATP: "hgatp", csr.VSSTATUS: "vsstatus", csr.VSATP: "vsatp"}

@@ -164,28 +164,27 @@ class VMM:
             self.slice_ends = m.hart.time() + self.quantum  # a new time slice
         self.current = guest
         m.hart.x[:] = v.x
-        m.set_csr(csr.SEPC, v.pc)
-        m.set_csr(csr.SSTATUS, m.csr(csr.SSTATUS) & ~csr.SSTATUS_SPP)  # sret goes to U-mode
-        m.set_csr(csr.SCOUNTEREN, 0)  # counter reads trap, so the guest sees its own time
-        m.set_csr(csr.SIE, csr.SIE_STIE)
-        self._load_translation(guest)
+        m.set_csrs([(csr.SEPC, v.pc),
+                    (csr.SSTATUS, m.csr(csr.SSTATUS) & ~csr.SSTATUS_SPP),  # sret goes to U-mode
+                    (csr.SCOUNTEREN, 0),  # counter reads trap, so the guest sees its own time
+                    (csr.SIE, csr.SIE_STIE),
+                    *self._translation(guest)])
         deadline = self.slice_ends
         if v.stimecmp != NEVER and v.interrupts_enabled():
             deadline = min(deadline, m.hart.time() + max(0, v.stimecmp - v.time()))
         m.hart.set_stimecmp(deadline)
         self.entered_at = m.hart.instret
 
-    def _load_translation(self, guest: Guest) -> None:
-        m, v = self.machine, guest.vcpu
+    def _translation(self, guest: Guest) -> list[tuple[int, int]]:
+        """The CSR writes that give the hardware the guest's page tables."""
+        v = guest.vcpu
         if guest.shadow is not None:
-            m.set_csr(csr.HSTATUS, 0)
-            m.set_csr(csr.SATP, guest.shadow.satp(v.mode))
-            return
+            return [(csr.HSTATUS, 0), (csr.SATP, guest.shadow.satp(v.mode))]
         assert guest.gstage is not None
-        m.set_csr(csr.HSTATUS, csr.HSTATUS_SPV | (csr.HSTATUS_SPVP if v.mode == S else 0))
-        m.set_csr(csr.VSSTATUS, v.sstatus & csr.VSSTATUS_WRITABLE)
-        m.set_csr(csr.VSATP, v.satp)
-        m.set_csr(csr.HGATP, guest.gstage.hgatp())
+        return [(csr.HSTATUS, csr.HSTATUS_SPV | (csr.HSTATUS_SPVP if v.mode == S else 0)),
+                (csr.VSSTATUS, v.sstatus & csr.VSSTATUS_WRITABLE),
+                (csr.VSATP, v.satp),
+                (csr.HGATP, guest.gstage.hgatp())]
 
     # ----- what trap.py asks of the VMM --------------------------------------------------------
 

@@ -259,7 +259,9 @@ class Hart:
         self.hstatus = hstatus
         self.htval = (gpa >> 2) & M32
         self.htinst = 0
-        self.set_mode(S_MODE, 0)
+        self.mode, self.v = S_MODE, 0
+        self.select_caches()
+        self.irq_deadline = NEVER  # S-mode with SIE just cleared: what update_irq would find
         self.pc = self.stvec
         self.last_trap = event
         if self.trap_handler is None:
