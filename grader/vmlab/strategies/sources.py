@@ -88,6 +88,8 @@ class RecordSource:
 
     def _take(self, n: int) -> int:
         if n > self.left:
+            if n > RECORD_BITS:
+                raise ValueError(f"a field of {n} bits does not fit in a record")
             self.record()
         value = self.bits & ((1 << n) - 1)
         self.bits >>= n
