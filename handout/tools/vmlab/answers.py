@@ -39,6 +39,8 @@ def _obj(**properties: dict) -> dict:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
+IPC_ANSWER = _obj(result={"anyOf": [{"type": "null"}, TEXT, INTS]}, woken=INTS)
+
 SHAPES: dict[str, dict] = {
     "guest": _obj(stop=STOP, host_stop=HOST_STOP, vcpu=VCPU, console=TEXT, pages=DIGESTS,
                   full_pages=DIGESTS,
@@ -62,7 +64,8 @@ SHAPES: dict[str, dict] = {
                                  "ipc_calls": {"type": "array", "items": INTS}}},
     "ring": _obj(results={"type": "array"}),
     "ipc_start": _obj(ids=INTS),
-    "ipc": _obj(result={"anyOf": [{"type": "null"}, TEXT, INTS]}, woken=INTS),
+    "ipc": IPC_ANSWER,
+    "ipc_batch": _obj(answers={"type": "array", "items": IPC_ANSWER}),
 }
 
 

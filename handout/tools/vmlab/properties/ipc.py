@@ -10,6 +10,7 @@ lost or duplicated, capacity, wake-ups, grants, dead peers.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -103,13 +104,40 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             self.alive = [True] * GUESTS
             self.woken = [0] * GUESTS
             self.numbered = 0  # messages made up so far: each one's bytes start from its number
+            # The model alone decides what each operation must return, so the operations go
+            # to the worker in one batch at the end of the run and their answers are checked
+            # then, in order: a round trip per operation cost more than the operation.
+            self.pending: list[tuple[dict, Callable[[dict], None]]] = []
+            self.shown = 0  # the operations a failure lists: up to the one being checked
 
         def _fail(self, what: str) -> None:
             raise Counterexample(what, "Channels (sender → receiver, capacity): "
                                  + ", ".join(f"{cid}: g{s} → g{r}, {c}" for cid, (s, r, c)
                                              in self.ends.items())
                                  + "\n\nThe operations, in order:\n\n" + "\n".join(
-                                     f"{i + 1}. {h}" for i, h in enumerate(self.history)))
+                                     f"{i + 1}. {h}" for i, h in
+                                     enumerate(self.history[:self.shown])))
+
+        def _call(self, request: dict, check: Callable[[dict], None]) -> None:
+            """Queue an operation (the last entry of the history) and its check."""
+            at = len(self.history) - 1
+
+            def checked(got: dict) -> None:
+                self.shown = at + 1
+                if "result" in got and got["result"] is not None:
+                    self.history[at] += f" → {got['result']}"
+                check(got)
+            self.pending.append((request, checked))
+
+        def teardown(self) -> None:
+            if not self.pending:
+                return
+            answers = worker.call("ipc_batch", {"ops": [r for r, _ in self.pending]})["answers"]
+            if len(answers) != len(self.pending):
+                raise Counterexample(f"the worker answered {len(answers)} of "
+                                     f"{len(self.pending)} operations", "")
+            for (_, check), got in zip(self.pending, answers, strict=True):
+                check(got)
 
         def _woke(self, woken: list[int], who: int | None, what: str) -> None:
             if who is not None and woken[who] <= self.woken[who]:
@@ -168,9 +196,6 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             buf = BASE + min(where, SIZE - size)
             shown = f" {payload[:8].hex()}{'…' if size > 8 else ''}" if payload else ""
             self.history.append(f"g{g}: send({cid}, {size} bytes{shown})")
-            got = worker.call("ipc", {"op": "send", "guest": g, "cid": cid, "buf": buf,
-                                      "size": size, "payload": payload.hex()})
-            self.history[-1] += f" → {got['result']}"
             end = self.ends.get(cid)
             if end is None or end[0] != g:
                 want: object = [ERR_DENIED, 0]
@@ -182,12 +207,17 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 want = "blocked"
             else:
                 want = [OK, 0]
-            if got["result"] != want:
-                self._fail(f"send: expected {want!r}, your Channels gave {got['result']!r}")
             if want == [OK, 0]:
                 self.model[cid].append(payload)
-                self._woke(got["woken"], end[1], "send")
-            self.woken = got["woken"]
+
+            def check(got: dict) -> None:
+                if got["result"] != want:
+                    self._fail(f"send: expected {want!r}, your Channels gave {got['result']!r}")
+                if want == [OK, 0]:
+                    self._woke(got["woken"], end[1], "send")
+                self.woken = got["woken"]
+            self._call({"op": "send", "guest": g, "cid": cid, "buf": buf, "size": size,
+                        "payload": payload.hex()}, check)
 
         def receive(self, arg: int) -> None:
             arg, c = divmod(arg, CHANNEL_PICKS)
@@ -205,9 +235,6 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 return None
             buf = BASE + SIZE - size
             self.history.append(f"g{g}: receive({cid}, buffer of {size} bytes)")
-            got = worker.call("ipc", {"op": "receive", "guest": g, "cid": cid, "buf": buf,
-                                      "size": size})
-            self.history[-1] += f" → {got['result']}"
             end = self.ends.get(cid)
             q = self.model.get(cid)
             if end is None or end[1] != g:
@@ -218,17 +245,23 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 want = [ERR_INVALID_PARAM, 0]
             else:
                 want = [OK, len(q[0])]
-            if got["result"] != want:
-                self._fail(f"receive: expected {want!r}, your Channels gave {got['result']!r}")
-            if want != "blocked" and want[0] == OK:
-                message = q.popleft()
-                data = bytes.fromhex(got["data"] or "")[:len(message)]
-                if data != message:
-                    self._fail(f"receive: the message delivered was {data[:16].hex()}…, the "
-                               f"oldest one sent was {message[:16].hex()}… (first in, first "
-                               "out; nothing lost, nothing duplicated)")
-                self._woke(got["woken"], end[0], "receive")
-            self.woken = got["woken"]
+            delivered = want != "blocked" and want[0] == OK
+            message = q.popleft() if delivered else b""
+
+            def check(got: dict) -> None:
+                if got["result"] != want:
+                    self._fail(f"receive: expected {want!r}, your Channels gave "
+                               f"{got['result']!r}")
+                if delivered:
+                    data = bytes.fromhex(got["data"] or "")[:len(message)]
+                    if data != message:
+                        self._fail(f"receive: the message delivered was {data[:16].hex()}…, "
+                                   f"the oldest one sent was {message[:16].hex()}… (first in, "
+                                   "first out; nothing lost, nothing duplicated)")
+                    self._woke(got["woken"], end[0], "receive")
+                self.woken = got["woken"]
+            self._call({"op": "receive", "guest": g, "cid": cid, "buf": buf, "size": size},
+                       check)
             return want
 
         def fill(self, arg: int) -> None:
@@ -250,13 +283,14 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 if not self.alive[g] or not mine:
                     continue
                 self.history.append(f"g{g}: {op}({cid}, buffer at {outside:#x}, 8 bytes)")
-                got = worker.call("ipc", {"op": op, "guest": g, "cid": cid, "buf": outside,
-                                          "size": 8, "payload": "00" * 8})
-                self.history[-1] += f" → {got['result']}"
-                if got["result"] != "bad-buffer":
-                    self._fail(f"{op} with a buffer outside the guest's memory was answered "
-                               f"{got['result']!r}; it must raise BadBuffer (the guest is "
-                               "attacking the VMM)")
+
+                def check(got: dict, op: str = op) -> None:
+                    if got["result"] != "bad-buffer":
+                        self._fail(f"{op} with a buffer outside the guest's memory was answered "
+                                   f"{got['result']!r}; it must raise BadBuffer (the guest is "
+                                   "attacking the VMM)")
+                self._call({"op": op, "guest": g, "cid": cid, "buf": outside, "size": 8,
+                            "payload": "00" * 8}, check)
                 return
 
         def kill(self, arg: int) -> None:
@@ -268,7 +302,7 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 return
             self.history.append(f"g{g} stops")
             self.alive[g] = False
-            worker.call("ipc", {"op": "kill", "guest": g})
+            self._call({"op": "kill", "guest": g}, lambda got: None)
 
         def _peer(self, c: int, end: int) -> int | None:
             """One end of a channel (0 its sender, 1 its receiver, 2 the one that would be
