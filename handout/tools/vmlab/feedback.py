@@ -24,7 +24,8 @@ def replay_command(test_id: str, notes: list[str]) -> str | None:
     return None
 
 
-def failure(prop: Property, test_id: str, exc: BaseException, notes: list[str]) -> str:
+def failure(prop: Property, test_id: str, exc: BaseException, notes: list[str],
+            visible: bool = True) -> str:
     """The Markdown for one failed test."""
     out = [f"**{prop.title}: failed.**", "", prop.meaning, ""]
     if isinstance(exc, StudentError):
@@ -45,6 +46,13 @@ def failure(prop: Property, test_id: str, exc: BaseException, notes: list[str]) 
     if example:
         out += ["", "**The example** (hypothesis shrank it to the smallest it found):", "",
                 example]
+    if prop.stateful:
+        # `vmlab replay` cannot rebuild a state machine's run from hypothesis's token; the
+        # operations above are the run, and `vmlab check` reruns a visible test's very runs
+        if visible:
+            out += ["", "**Rerun it** on your machine, from your handout folder (the same "
+                    "runs, in the same order):", "", f"```\nvmlab check --test {test_id}\n```"]
+        return "\n".join(out)
     command = replay_command(test_id, notes)
     if command:
         out += ["", "**Replay it** on your machine, from your handout folder:", "",

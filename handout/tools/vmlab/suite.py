@@ -175,7 +175,7 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
                   f"the time ({deadline - start:.0f} s) passed. Judged on those; none failed.")
             return
         if failure is not None:
-            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes))
+            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible))
         print(f"Passed on {ran} generated examples.")
 
     method.__doc__ = f"{prop.title} [{test.id}]"
