@@ -47,10 +47,10 @@ class BlockExit(Exception):
 
 
 class Block:
-    __slots__ = ("fn", "n", "code")
+    __slots__ = ("fn", "n")
 
-    def __init__(self, fn: object, n: int, code: CodeType | None) -> None:
-        self.fn, self.n, self.code = fn, n, code
+    def __init__(self, fn: object, n: int) -> None:
+        self.fn, self.n = fn, n
 
 
 class Spin(Block):
@@ -59,11 +59,11 @@ class Spin(Block):
 
     __slots__ = ()
 
-    def __init__(self, fn: object, code: CodeType) -> None:
-        super().__init__(fn, 1 << 62, code)
+    def __init__(self, fn: object) -> None:
+        super().__init__(fn, 1 << 62)
 
 
-NO_BLOCK = Block(None, 1 << 62, None)  # "use the interpreter here": never fits a horizon
+NO_BLOCK = Block(None, 1 << 62)  # "use the interpreter here": never fits a horizon
 HOT = 2  # build a block the second time it is reached: most code in a short run is cold
 # Compiling new source costs as much as interpreting a block a dozen times, and most blocks
 # of a short run are reached exactly twice: only code seen this often pays for compile().
@@ -78,7 +78,7 @@ class Cold(Block):
     __slots__ = ("visits",)
 
     def __init__(self) -> None:
-        super().__init__(None, 1 << 62, None)
+        super().__init__(None, 1 << 62)
         self.visits = 0
 
 
@@ -261,8 +261,8 @@ def _build(h: Hart, key: tuple, instrs: list[tuple[int, Instr]]) -> Block:
     namespace = _namespace(h)
     exec(code, namespace)  # noqa: S102
     if len(instrs) == 1 and instrs[0][1].op in SPINNERS and instrs[0][1].imm == 0:
-        return Spin(namespace["block"], code)
-    return Block(namespace["block"], len(instrs), code)
+        return Spin(namespace["block"])
+    return Block(namespace["block"], len(instrs))
 
 
 # Compiling is most of a block's cost, and a grader runs thousands of machines whose programs

@@ -62,18 +62,12 @@ def write_many(h: Hart, writes: Iterable[tuple[int, int]]) -> None:
     path's caches and work out the timer deadline once, after the last, instead of after each
     write (the VMM restores six to eight CSRs on every world switch). For the CSRs that are
     fields of the hart: not stimecmp, and not the read-only counters."""
-    before = _translation_context(h)
+    before = h.context()
     for num, value in writes:
         setattr(h, _FIELD[num], value & _KEEP[num])
-    if _translation_context(h) != before:
+    if h.context() != before:
         h.select_caches()
     h.update_irq()  # sie and sstatus.SIE decide whether the timer interrupt is enabled
-
-
-def _translation_context(h: Hart) -> tuple[int, ...]:
-    """The CSR bits that `Hart.select_caches` looks at (and a few more)."""
-    return (h.sstatus & (csr.SSTATUS_SUM | csr.SSTATUS_MXR), h.satp, h.hstatus, h.vsstatus,
-            h.vsatp, h.hgatp)
 
 
 def _write_field(h: Hart, num: int, value: int) -> None:

@@ -146,11 +146,7 @@ class Hart:
         translation or a permission check depends on besides the TLB's contents. Switching
         back and forth (a VMM entering its guests, a kernel its processes) keeps each
         context's compiled blocks; only a change to the TLB itself throws them away."""
-        if self.v:  # the two stages and the guest's privilege (see translate and permissions)
-            key = (self.mode, 1, self.sstatus & (SSTATUS_SUM | SSTATUS_MXR),
-                   self.hstatus & HSTATUS_SPVP, self.vsatp, self.vsstatus, self.hgatp)
-        else:  # the hypervisor CSRs play no part in a single-stage translation
-            key = (self.mode, 0, self.sstatus & (SSTATUS_SUM | SSTATUS_MXR), self.satp)
+        key = self.context()
         c = self._caches.get(key)
         if c is None:
             if len(self._caches) >= MAX_CONTEXTS:
@@ -158,6 +154,14 @@ class Hart:
                 self.code_pages = {}
             c = self._caches[key] = ({}, {}, {}, {})
         self.rtlb, self.wtlb, self.xtlb, self.blocks = c
+
+    def context(self) -> tuple[int, ...]:
+        """The translation context: what a translation or a permission check depends on."""
+        if self.v:  # the two stages and the guest's privilege (see translate and permissions)
+            return (self.mode, 1, self.sstatus & (SSTATUS_SUM | SSTATUS_MXR),
+                    self.hstatus & HSTATUS_SPVP, self.vsatp, self.vsstatus, self.hgatp)
+        # the hypervisor CSRs play no part in a single-stage translation
+        return (self.mode, 0, self.sstatus & (SSTATUS_SUM | SSTATUS_MXR), self.satp)
 
     def set_mode(self, mode: int, v: int = 0) -> None:
         self.mode, self.v = mode, v
