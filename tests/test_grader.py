@@ -298,7 +298,7 @@ def test_a_crash_a_hang_or_a_lie_costs_only_that_test(tmp_path: Path, body: str,
     ("reflect", {"fault": None, "vcpu": {"pc": "0x80400000"}}),
     ("guest", {"stop": None}),
     ("hypercall", {"fault": [2], "vcpu": {}, "console": ""}),
-    ("ipc", {"result": {"ok": 1}, "woken": [0]}),
+    ("ipc_batch", {"answers": [{"result": {"ok": 1}, "woken": [0]}]}),
     ("translate", {"results": "all fine"}),
 ])
 def test_an_answer_of_the_wrong_shape_is_refused(probe: str, answer: dict) -> None:

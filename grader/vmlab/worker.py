@@ -524,7 +524,7 @@ def probe_ipc_start(a: dict) -> dict:
     return {"ids": ids}
 
 
-def probe_ipc(a: dict) -> dict:
+def _ipc_operation(a: dict) -> dict:
     """One send, receive or death in the running IPC session."""
     from vmm import channels
     guests, chans = SESSION["guests"], SESSION["channels"]
@@ -556,7 +556,7 @@ def probe_ipc(a: dict) -> dict:
 def probe_ipc_batch(a: dict) -> dict:
     """Several sends, receives and deaths, in order (the state machine checks their answers
     at the end of its run: a round trip each cost more than the operations)."""
-    return {"answers": [probe_ipc(op) for op in a["ops"]]}
+    return {"answers": [_ipc_operation(op) for op in a["ops"]]}
 
 
 HEAVY = {"guest", "isolation", "translate", "flush"}

@@ -64,7 +64,6 @@ SHAPES: dict[str, dict] = {
                                  "ipc_calls": {"type": "array", "items": INTS}}},
     "ring": _obj(results={"type": "array"}),
     "ipc_start": _obj(ids=INTS),
-    "ipc": IPC_ANSWER,
     "ipc_batch": _obj(answers={"type": "array", "items": IPC_ANSWER}),
 }
 

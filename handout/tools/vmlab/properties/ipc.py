@@ -124,7 +124,7 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
 
             def checked(got: dict) -> None:
                 self.shown = at + 1
-                if "result" in got and got["result"] is not None:
+                if got["result"] is not None:
                     self.history[at] += f" → {got['result']}"
                 check(got)
             self.pending.append((request, checked))

@@ -135,7 +135,6 @@ _POINTER_FLAWS = (None,) * 6 + ("invalid", "reserved")
 _RESERVED = (PTE_A, PTE_D, PTE_U, PTE_A | PTE_D)
 _RSW = (0, 0, 1 << 8, 1 << 9)
 _LOW10 = st.integers(1, 0x3FF)
-_WORD = st.integers(0, 0xFFFF_FFFF)
 
 
 def pick(src: Source, ranges: Ranges) -> int:

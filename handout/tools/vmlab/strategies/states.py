@@ -108,9 +108,14 @@ def timer_from(src: Source, now: int = 0) -> tuple[tuple[int, int], ...]:
     """stimecmp (both halves) a little after `now`, at or before it (pending), never, or
     anything at all."""
     kind = src.choice(_TIMER_KINDS)
-    value = {"ahead": lambda: now + src.integer(1, HORIZON),
-             "due": lambda: src.integer(0, 1 << 16) % (now + 1),
-             "never": lambda: NO_TIMER, "any": lambda: src.integer(0, NO_TIMER)}[kind]()
+    if kind == "ahead":
+        value = now + src.integer(1, HORIZON)
+    elif kind == "due":
+        value = src.integer(0, 1 << 16) % (now + 1)
+    elif kind == "never":
+        value = NO_TIMER
+    else:
+        value = src.integer(0, NO_TIMER)
     return ((CSR["stimecmp"], value & M32), (CSR["stimecmph"], value >> 32))
 
 
