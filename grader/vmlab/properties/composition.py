@@ -9,6 +9,7 @@ walk through the student's G-stage must reach the same host address.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from hypothesis import strategies as st
@@ -86,7 +87,7 @@ def check_shadow(a: dict, worker: Any) -> None:
     walk = guest_walk(a["writes"], a["satp"])
     results = worker.call("translate", request)["results"]
     for q, s, r in zip(request["queries"], spec, results, strict=True):
-        example = describe_translation(a, q)
+        example = partial(describe_translation, a, q)
         fill = r.get("fill")
         want = ["fault", s[1]] if s[0] == "fault" else ["gpa", s[1]]
         if fill != want:

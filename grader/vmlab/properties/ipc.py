@@ -78,11 +78,12 @@ register(Property(
 
 # ----- the IPC state machine ----------------------------------------------------------------------
 
-# Hypothesis's cost in a state machine is per draw, not per bit, and most of it went into picking
-# the rule: with several rules it draws once more per pick to ask whether its swarm testing left
-# that rule out of the run, and draws again when it did (and evaluates preconditions each time).
-# So the machine has one rule, `step`, whose one integer says which kind of step it is and what
-# it does; `setup` draws which kinds the run leaves out: the same swarm testing, one draw a run.
+# Hypothesis's cost in a state machine is per draw and per step, not per bit, and most of it
+# went into picking the rule: with several rules it draws once more per pick to ask whether its
+# swarm testing left that rule out of the run, and draws again when it did (and evaluates
+# preconditions each time). So the machine has one rule, `step`, whose integers each say which
+# kind of operation it is and what it does, two operations a step (the second one may be none);
+# `setup` draws which kinds the run leaves out: the same swarm testing, one draw a run.
 KINDS = ("send", "receive", "fill", "hostile_buffer", "kill", "to_a_dead_peer")
 CHANNEL_PICKS = 10  # 0-7 an existing channel (modulo their number), 8 and 9 ids never given out
 WHO_PICKS = 3 * GUESTS  # 0-2 any guest, whether granted or not; 3-8 the channel's grantee
@@ -93,7 +94,8 @@ OUTSIDE = (BASE - 4, BASE + SIZE - 2, 0, 0xFFFF_FFF0)  # buffers not (wholly) in
 ARGS = CHANNEL_PICKS * WHO_PICKS * len(SEND_SIZES) * WHERE_PICKS  # the most a kind decodes
 PAIRS = st.lists(st.integers(0, GUESTS * GUESTS * 4 - 1), min_size=1, max_size=4)
 LEFT_OUT = st.integers(0, 2 ** (len(KINDS) + 1) - 1)  # a bit per kind, and one for "none"
-STEP = st.integers(0, len(KINDS) * ARGS - 1)
+OPERATION = st.integers(0, len(KINDS) * ARGS - 1)
+THEN = st.integers(0, len(KINDS) * ARGS)  # 0: no second operation; shrinks to that
 
 
 def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
@@ -165,11 +167,18 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             if len(set(ids)) != len(ids):
                 self._fail(f"connect gave channel ids {ids}: not one per channel")
 
-        @rule(step=STEP)
-        def step(self, step: int) -> None:
-            """One step: its kind (the next one this run has if it left that one out), then
-            the kind's own decoding of the rest."""
-            arg, kind = divmod(step, len(KINDS))
+        @rule(first=OPERATION, then=THEN)
+        def step(self, first: int, then: int) -> None:
+            """One operation, and a second one unless `then` is 0. (A step costs hypothesis
+            more than its integers: two operations a step halve the steps of a run.)"""
+            self._operation(first)
+            if then:
+                self._operation(then - 1)
+
+        def _operation(self, operation: int) -> None:
+            """Its kind (the next one this run has if it left that one out), then the kind's
+            own decoding of the rest."""
+            arg, kind = divmod(operation, len(KINDS))
             while KINDS[kind] not in self.kinds:
                 kind = (kind + 1) % len(KINDS)
             getattr(self, KINDS[kind])(arg)

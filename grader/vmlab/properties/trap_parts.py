@@ -8,6 +8,8 @@ called directly, with the other parts out of the way, so that each part is grade
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from hypothesis import strategies as st
@@ -83,7 +85,7 @@ def hart_state(m: Any) -> dict:
     return out
 
 
-def compare_cpu(expected: dict, actual: dict, example: str) -> None:
+def compare_cpu(expected: dict, actual: dict, example: str | Callable[[], str]) -> None:
     diff = first_difference(expected, actual, FIELDS)
     if diff is None:
         for i, (e, a) in enumerate(zip(expected["regs"], actual["regs"], strict=True)):
@@ -258,7 +260,7 @@ def check_reflect(a: dict, worker: Any) -> None:
     except Halt as halt:
         fatal = halt.reason
     got = worker.call("reflect", a)
-    example = describe_reflect(a)
+    example = partial(describe_reflect, a)
     stop = (got.get("stop") or {}).get("reason")
     if fatal or stop:
         if stop != fatal:
@@ -340,7 +342,7 @@ def _sum_mxr_before(state: dict, set_: bool) -> None:
 def _emulation(a: dict, probe: str, worker: Any) -> dict:
     m, trap, stop = step_bare(a["state"], a["bits"])
     got = worker.call(probe, a)
-    example = describe_instruction(a)
+    example = partial(describe_instruction, a)
     if trap is not None:
         if got["fault"] != [trap[0], trap[1]]:
             want = f"GuestFault({trap[0]}, {trap[1]:#x})"
@@ -429,7 +431,7 @@ def sret_wfi_examples(draw: st.DrawFn) -> dict:
 
 def check_sret_wfi(a: dict, worker: Any) -> None:
     from machine.hart import Halt
-    example = describe_sret_wfi(a)
+    example = partial(describe_sret_wfi, a)
     if a["kind"] == "sret":
         m = bare_machine(a["state"])
         m.hart.sret()
@@ -531,7 +533,7 @@ def check_hypercall(a: dict, worker: Any) -> None:
     m.write_phys(state["pc"], FIXED["ecall"].to_bytes(4, "little"))
     stop = m.step()
     got = worker.call("hypercall", a)
-    example = describe_hypercall(a)
+    example = partial(describe_hypercall, a)
     if got["fault"] is not None:
         raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}; the SBI "
                              "answers every call", example)
@@ -564,7 +566,7 @@ def check_ipc_hypercall(a: dict, worker: Any) -> None:
     state, answer = a["state"], a["ipc_answer"]
     r, pc = state["regs"], state["pc"]
     got = worker.call("hypercall", a)
-    example = describe_hypercall(a)
+    example = partial(describe_hypercall, a)
     if got["fault"] is not None:
         raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}; the SBI "
                              "answers every call", example)
