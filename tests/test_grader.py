@@ -190,9 +190,9 @@ def test_isolation_catches_a_guest_reaching_frames_not_its_own(tmp_path: Path, n
 
 def test_a_whole_guest_failure_shrinks_to_a_program_a_student_can_read(tmp_path: Path) -> None:
     """Whole programs are drawn as byte strings (strategies/programs.py) and still shrink: a
-    VMM that returns an SBI error unmasked fails on an SBI call, and the listing shows that
-    call and little else (unshrunk, the failing program lists some 140 instructions)."""
-    bug = next(b for b in BUGS if b.name == "sbi-error-not-masked")
+    VMM that does not step past a completed SBI call fails on one, and the listing shows that
+    call and little else."""
+    bug = next(b for b in BUGS if b.name == "hypercall-pc-not-advanced")
     results = grade(tmp_path, buggy_submission(tmp_path, bug),
                     [t for t in RUBRIC.tests if t.id == "equivalence-shadow"])
     [test] = results["tests"]

@@ -22,7 +22,7 @@ from ..strategies.states import (
     SSTATUS_SUM,
     STIE,
     csr_settings_from,
-    register_value_from,
+    register_values_from,
     sampled,
 )
 from . import Counterexample, Property, first_difference, fmt, register
@@ -115,8 +115,9 @@ def vcpu_state_from(src: Source, modes: tuple[int, ...] = (S, U),
     mode, pc = src.choice(modes), src.choice(pcs)
     csrs = csr_settings_from(src, stvec=STVEC, now=now)
     regs = [0] * 32
-    for i in USED_REGS:  # the operands the generated instructions and SBI calls read
-        regs[i] = register_value_from(src)
+    # the operands the generated instructions and SBI calls read
+    for i, value in zip(USED_REGS, register_values_from(src, len(USED_REGS)), strict=True):
+        regs[i] = value
     return {"regs": regs, "mode": mode, "pc": pc, "csrs": [list(c) for c in csrs],
             "fields": {"instret": instret, "idle": idle}}
 

@@ -30,6 +30,7 @@ from functools import cache, lru_cache
 
 from hypothesis import strategies as st
 
+from .sources import RecordSource, Source
 from .states import (
     CSR,
     SSTATUS_MXR,
@@ -806,9 +807,59 @@ DATA_FLAGS = (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,) * 4 + (
 
 DECOYS = st.binary(min_size=3 * GROUP_BYTES, max_size=8 * GROUP_BYTES)
 STATUS_FLAGS = (SSTATUS_SIE, SSTATUS_SPIE, SSTATUS_SUM, SSTATUS_MXR)
-STATUS_SETS = st.integers(0, 15).map(
-    lambda k: sum(f for i, f in enumerate(STATUS_FLAGS) if k >> i & 1))
 REGISTER_BYTES = 5  # 33 bits a register: its value, or a boundary value
+PADS = (0, 1024 - 4, 1024 - 20, 1024 - 50, None)  # None: anywhere in the first page
+REARMS = (None, 0, 0, 0)  # None: the handler masks the timer; 0: it re-arms it, 20 to 250 ahead
+MEGA_FLAGS = (0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D, PTE_V | PTE_R | PTE_A | PTE_G)
+TIMERS = (0, 0, 0, (1 << 64) - 1)  # 0: 1 to 400
+SIES = (STIE, STIE, STIE, 0)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a system program runs in, as opposed to its code: paging and the data pages'
+    permissions, where it starts, how it ends, its timer, its CSRs, the frames of its code."""
+
+    paging: bool
+    end: str
+    pad: int
+    rearm: int | None
+    frames: tuple[int, ...]
+    data_u_flags: int
+    data_s_flags: int
+    mega_flags: int
+    asid: int
+    status: int
+    timer: int
+    sie: int
+    scounteren: int
+    sscratch: int
+
+
+def setting_from(src: Source, paging: bool | None, ends: Sequence[str]) -> Setting:
+    """A program's setting, simplest choices first (with a record source, one draw for all
+    of them: they are a dozen small choices, and each draw costs hypothesis as much)."""
+    if paging is None:
+        paging = src.choice((False, True))
+    end = src.choice(tuple(ends))
+    pad = src.choice(PADS)
+    if pad is None:
+        pad = src.integer(0, 1023)
+    rearm = src.choice(REARMS)
+    if rearm is not None:
+        rearm = src.integer(20, 250)
+    left = list(range(CODE_PAGES + 1))
+    frames = tuple(left.pop(src.integer(0, len(left) - 1)) for _ in range(CODE_PAGES + 1))
+    data_u = data_s = mega = asid = 0
+    if paging:
+        data_u, data_s = src.choice(DATA_FLAGS), src.choice(DATA_FLAGS)
+        mega, asid = src.choice(MEGA_FLAGS), src.integer(0, 0x1FF)
+    status = sum(f for f in STATUS_FLAGS if src.choice((False, True)))
+    timer = src.choice(TIMERS) or src.integer(1, 400)
+    sie, scounteren = src.choice(SIES), src.integer(0, 7)
+    sscratch = reg_value_from_bits(src.integer(0, (2 << 32) - 1))
+    return Setting(paging, end, pad, rearm, frames, data_u, data_s, mega, asid, status, timer,
+                   sie, scounteren, sscratch)
 
 
 def registers_from_bytes(data: bytes, fixed: dict[int, int]) -> tuple[int, ...]:
@@ -820,7 +871,6 @@ def registers_from_bytes(data: bytes, fixed: dict[int, int]) -> tuple[int, ...]:
 
 # register_files(), drawn as one byte string (32 draws cost more than the rest of a program's)
 REGISTER_FILE_BYTES = st.binary(min_size=32 * REGISTER_BYTES, max_size=32 * REGISTER_BYTES)
-CODE_FRAME_ORDERS = st.permutations(range(CODE_PAGES + 1))
 DATA_BYTES = st.binary(min_size=0, max_size=256)
 
 
@@ -835,8 +885,8 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     Sv32 with an identity map whose data pages have drawn permissions. Ends with an SBI
     shutdown or a tight loop, as `ends` says (a list to draw from)."""
     features: set[str] = set()
-    if paging is None:
-        paging = draw(sampled((False, True)))
+    setting = setting_from(RecordSource(draw), paging, ends)
+    paging = setting.paging
     # U-mode functions, laid out one after the other
     u_functions: list[int] = []
     u_words: list[int] = []
@@ -860,23 +910,16 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
             groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
         else:
             groups.append(_u_call(u_functions[draw(index_below(len(u_functions)))]))
-    end = draw(sampled(tuple(ends)))
-    groups.append((encode("addi", 17, 0, imm=8), FIXED["ecall"]) if end == "shutdown"
+    groups.append((encode("addi", 17, 0, imm=8), FIXED["ecall"]) if setting.end == "shutdown"
                   else (encode("jal", 0, imm=0),))
     s_words = layout(groups)
     # start anywhere in the first page, often near its end: code then runs across pages
-    pad = draw(sampled((0, 1024 - 4, 1024 - 20, 1024 - 50, None)))
-    if pad is None:
-        pad = draw(st.integers(0, 1023))
-    pad = min(pad, CODE_PAGES * 1024 - len(s_words))
+    pad = min(setting.pad, CODE_PAGES * 1024 - len(s_words))
     entry = S_CODE + 4 * pad
     assert pad >= 0 and len(u_words) <= 2048
-    rearm = draw(sampled((None, 0, 0, 0)))
-    if rearm is not None:
-        rearm = draw(st.integers(20, 250))
     # with paging, the S code's virtual pages map to physical frames in a drawn order (so
     # code that runs across a page boundary continues in another frame)
-    frames = draw(CODE_FRAME_ORDERS)
+    frames = setting.frames
     code_pa = ([CODE_FRAMES + 0x1000 * f for f in frames[:CODE_PAGES]] if paging
                else [S_CODE + 0x1000 * i for i in range(CODE_PAGES)])
     # the code pages around the program hold other (never reached) code: a fetch from the
@@ -889,7 +932,7 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     segments = [(code_pa[i], bytes(image[i * 4096:(i + 1) * 4096])) for i in range(CODE_PAGES)]
     if paging:  # the spare frame
         segments.append((CODE_FRAMES + 0x1000 * frames[CODE_PAGES], bytes(image[-4096:])))
-    segments.append((HANDLER, _words_bytes(handler_words(rearm))))
+    segments.append((HANDLER, _words_bytes(handler_words(setting.rearm))))
     if u_words:
         segments.append((U_CODE, _words_bytes(u_words)))
     data = draw(DATA_BYTES)
@@ -897,20 +940,13 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
         segments.append((DATA_S - len(data) // 2, data))
     csrs: list[tuple[int, int]] = [(CSR["stvec"], HANDLER)]
     if paging:
-        segments += _page_table(draw(sampled(DATA_FLAGS)) | PTE_U,
-                                draw(sampled(DATA_FLAGS)),
-                                draw(sampled((0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,
-                                              PTE_V | PTE_R | PTE_A | PTE_G))),
-                                code_pa)
-        asid = draw(st.integers(0, 0x1FF))
-        csrs.append((CSR["satp"], 1 << 31 | asid << 22 | PT_ROOT >> 12))
+        segments += _page_table(setting.data_u_flags | PTE_U, setting.data_s_flags,
+                                setting.mega_flags, code_pa)
+        csrs.append((CSR["satp"], 1 << 31 | setting.asid << 22 | PT_ROOT >> 12))
         features.add("paging")
-    status = draw(STATUS_SETS)
-    timer = draw(sampled((0, 0, 0, (1 << 64) - 1))) or draw(st.integers(1, 400))
-    sie = draw(sampled((STIE, STIE, STIE, 0)))
-    csrs += [(CSR["sstatus"], status), (CSR["sie"], sie),
-             (CSR["scounteren"], draw(st.integers(0, 7))),
-             (CSR["sscratch"], draw(reg_values())),
+    timer = setting.timer
+    csrs += [(CSR["sstatus"], setting.status), (CSR["sie"], setting.sie),
+             (CSR["scounteren"], setting.scounteren), (CSR["sscratch"], setting.sscratch),
              (CSR["stimecmp"], timer & M32), (CSR["stimecmph"], timer >> 32)]
     regs = registers_from_bytes(draw(REGISTER_FILE_BYTES), {
         DATA_BASE_REG: DATA_S, RESUME_REG: entry, WILD_LINK_REG: entry, 30: 0, 31: 0,
