@@ -167,6 +167,58 @@ def test_a_buggy_vmm_loses_the_points_of_its_part_and_only_those(tmp_path: Path,
         failed["output"]
 
 
+# Correct Channels written otherwise than the solution: the IPC tests must not tell them from it.
+# The grader runs Channels over stand-in guests (worker.py), so what a solution may read of a
+# guest (its state, say) must be there and behave as on the VMM.
+CORRECT_CHANNELS = {
+    "wakes-only-a-blocked-guest": [
+        # (as WAITING: channels.py's own BLOCKED is what a call returns when it must wait)
+        ("from .guest import Guest\n", "from .guest import BLOCKED as WAITING, Guest\n"),
+        ("        self.wake(ch.receiver)\n",
+         "        if ch.receiver.state == WAITING:\n            self.wake(ch.receiver)\n"),
+        ("        self.wake(ch.sender)\n",
+         "        if ch.sender.state == WAITING:\n            self.wake(ch.sender)\n")],
+    "wakes-before-the-message-moves": [
+        ("        ch.put(guest.mem.read(buf, length))\n        self.sent += 1\n"
+         "        self.wake(ch.receiver)\n",
+         "        self.wake(ch.receiver)\n        ch.put(guest.mem.read(buf, length))\n"
+         "        self.sent += 1\n"),
+        ("        message = ch.take()\n", "        self.wake(ch.sender)\n"
+         "        message = ch.take()\n"),
+        ("        self.received += 1\n        self.wake(ch.sender)\n",
+         "        self.received += 1\n")],
+    "wakes-every-peer": [
+        ("        self.wake(ch.receiver)\n",
+         "        for g in self.peers(guest):\n            self.wake(g)\n"),
+        ("        self.wake(ch.sender)\n",
+         "        for g in self.peers(guest):\n            self.wake(g)\n")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT_CHANNELS))
+def test_a_correct_channels_written_otherwise_earns_full_marks(tmp_path: Path, name: str) -> None:
+    sub = edited_submission(tmp_path, "vmm/channels.py", CORRECT_CHANNELS[name])
+    results = grade(tmp_path, sub, [t for t in RUBRIC.tests if t.part == "ipc"])
+    assert all(t["score"] == t["max_score"] for t in results["tests"]), \
+        [t["output"] for t in results["tests"]]
+
+
+def test_the_ipc_tests_stand_in_guest_has_what_channels_may_read_of_a_guest() -> None:
+    from vmlab import worker
+    sys.path.insert(0, str(SOLUTION))
+    try:
+        from vmm import guest
+    finally:
+        sys.path.remove(str(SOLUTION))
+    assert (worker.RUNNABLE, worker.BLOCKED, worker.STOPPED) == (
+        guest.RUNNABLE, guest.BLOCKED, guest.STOPPED)
+    stand_in = worker._Guest(1, 0x8000_0000, 4096)
+    for name in ("gid", "name", "mem", "state", "running"):
+        assert hasattr(stand_in, name) and name in dir(guest.Guest) + list(
+            guest.Guest.__dataclass_fields__), name
+    assert stand_in.running and stand_in.state == guest.RUNNABLE
+
+
 # A cache of host frames that outlives one guest: under shadow paging the second guest is given
 # the first one's frames. One VMM with two guests is where it shows.
 SHARED_CACHE = (

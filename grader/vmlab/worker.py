@@ -454,9 +454,46 @@ class _Memory:
         self.data[gpa - self.base:gpa - self.base + len(data)] = data
 
 
+RUNNABLE, BLOCKED, STOPPED = "runnable", "blocked", "stopped"  # as vmm/guest.py's
+
+
 class _Guest:
-    def __init__(self, name: str, base: int, size: int) -> None:
-        self.name, self.mem, self.running, self.woken = name, _Memory(base, size), True, 0
+    """What Channels sees of a guest, as vmm/guest.py's Guest has it: gid, name, mem, state
+    and running; a solution may read any of them (e.g. wake only a guest that is blocked)."""
+
+    def __init__(self, gid: int, base: int, size: int) -> None:
+        self.gid, self.name, self.mem = gid, f"g{gid}", _Memory(base, size)
+        self.state = RUNNABLE
+        self.woken = 0  # times a wake-up found it blocked and made it runnable
+        self.waits: tuple[str, int] | None = None  # the call it blocked in: (op, channel)
+
+    @property
+    def running(self) -> bool:
+        return self.state != STOPPED
+
+
+def _wake(g: _Guest) -> None:
+    """The VMM's wake: a blocked guest becomes runnable; any other is left alone."""
+    if g.state == BLOCKED:
+        g.state = RUNNABLE
+        g.woken += 1
+
+
+def _retry_woken(guests: list[_Guest]) -> None:
+    """A woken guest retries its call at once, as on the VMM: if it would still have to wait
+    (woken for another channel's sake), it is blocked again; else it is free."""
+    queues = SESSION["queues"]
+    for g in guests:
+        if g.state != RUNNABLE or g.waits is None:
+            continue
+        op, cid = g.waits
+        q = queues.get(cid)
+        waits = q is not None and (q.empty() and q.sender.running if op == "receive"
+                                   else q.full() and q.receiver.running)
+        if waits:
+            g.state = BLOCKED
+        else:
+            g.waits = None
 
 
 class ReferenceQueue:
@@ -515,12 +552,12 @@ def probe_ipc_start(a: dict) -> dict:
     SESSION["saved"] = channels.Channel
     channels.Channel = ReferenceQueue
     try:
-        guests = [_Guest(f"g{i}", a["base"], a["size"]) for i in range(a["guests"])]
-        chans = channels.Channels(wake=lambda g: setattr(g, "woken", g.woken + 1))
+        guests = [_Guest(i, a["base"], a["size"]) for i in range(a["guests"])]
+        chans = channels.Channels(wake=_wake)
         ids = [chans.connect(guests[s], guests[r], cap) for s, r, cap in a["pairs"]]
     finally:
         channels.Channel = SESSION["saved"]
-    SESSION.update(guests=guests, channels=chans)
+    SESSION.update(guests=guests, channels=chans, queues=dict(chans.table))
     return {"ids": ids}
 
 
@@ -530,8 +567,13 @@ def _ipc_operation(a: dict) -> dict:
     guests, chans = SESSION["guests"], SESSION["channels"]
     g = guests[a["guest"]]
     if a["op"] == "kill":
-        g.running = False
+        # as the VMM's stop_guest: whoever waits on it is woken, to find it gone
+        g.state, g.waits = STOPPED, None
+        for peer in chans.peers(g):
+            _wake(peer)
+        _retry_woken(guests)
         return {"result": None, "woken": [x.woken for x in guests]}
+    g.state, g.waits = RUNNABLE, None  # it makes a call, so it runs
     if a["op"] == "send" and g.mem.contains(a["buf"], a["size"]):
         g.mem.write(a["buf"], bytes.fromhex(a["payload"]))
     channels.Channel = ReferenceQueue
@@ -546,10 +588,12 @@ def _ipc_operation(a: dict) -> dict:
         channels.Channel = SESSION["saved"]
     if result is channels.BLOCKED:
         result = "blocked"
+        g.state, g.waits = BLOCKED, (a["op"], a["cid"])  # as the VMM's block
     elif isinstance(result, tuple):
         result = list(result)
     data = g.mem.read(a["buf"], a["size"]).hex() if a["op"] == "receive" and g.mem.contains(
         a["buf"], a["size"]) else None
+    _retry_woken(guests)
     return {"result": result, "data": data, "woken": [x.woken for x in guests]}
 
 

@@ -84,7 +84,7 @@ register(Property(
 # preconditions each time). So the machine has one rule, `step`, whose integers each say which
 # kind of operation it is and what it does, two operations a step (the second one may be none);
 # `setup` draws which kinds the run leaves out: the same swarm testing, one draw a run.
-KINDS = ("send", "receive", "fill", "hostile_buffer", "kill", "to_a_dead_peer")
+KINDS = ("send", "receive", "fill", "drain", "hostile_buffer", "kill", "to_a_dead_peer")
 CHANNEL_PICKS = 10  # 0-7 an existing channel (modulo their number), 8 and 9 ids never given out
 WHO_PICKS = 3 * GUESTS  # 0-2 any guest, whether granted or not; 3-8 the channel's grantee
 SEND_SIZES = (0, 1, 2, 8, 9, 64, MAX_MESSAGE, MAX_MESSAGE + 1)  # either side of each buffer size
@@ -104,7 +104,10 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             super().__init__()
             self.history: list[str] = []
             self.alive = [True] * GUESTS
-            self.woken = [0] * GUESTS
+            # a guest whose call must wait: (the call, the channel); it runs no more calls
+            # until a wake-up (the other end's call that lets it go on, or that end's death)
+            self.blocked: dict[int, tuple[str, int]] = {}
+            self.woken = [0] * GUESTS  # the worker's count, as of the last answer checked
             self.numbered = 0  # messages made up so far: each one's bytes start from its number
             # The model alone decides what each operation must return, so the operations go
             # to the worker in one batch at the end of the run and their answers are checked
@@ -129,6 +132,7 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 if got["result"] is not None:
                     self.history[at] += f" → {got['result']}"
                 check(got)
+                self.woken = got["woken"]
             self.pending.append((request, checked))
 
         def teardown(self) -> None:
@@ -141,11 +145,17 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             for (_, check), got in zip(self.pending, answers, strict=True):
                 check(got)
 
-        def _woke(self, woken: list[int], who: int | None, what: str) -> None:
-            if who is not None and woken[who] <= self.woken[who]:
+        def _lets_go(self, who: int, waiting: tuple[str, int]) -> bool:
+            """Whether `who` waits in `waiting`, which this call ends: then it must be woken."""
+            if self.blocked.get(who) != waiting:
+                return False
+            del self.blocked[who]
+            return True
+
+        def _woke(self, woken: list[int], who: int, what: str) -> None:
+            if woken[who] <= self.woken[who]:
                 self._fail(f"{what}: guest g{who} was blocked on this channel and was not "
                            "woken (a lost wake-up: it would sleep for ever)")
-            self.woken = woken
 
         def _message(self, size: int) -> bytes:
             """A new message, numbered and never zero, so that a lost or duplicated one (or one
@@ -199,6 +209,8 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
 
         def _send(self, c: int, who: int, size: int, where: int) -> None:
             cid, g = self._pick(c, who, 0)
+            if g in self.blocked:
+                return self._release(g, size)
             if not self.alive[g]:
                 return
             payload = self._message(size)
@@ -218,21 +230,25 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 want = [OK, 0]
             if want == [OK, 0]:
                 self.model[cid].append(payload)
+            elif want == "blocked":
+                self.blocked[g] = ("send", cid)
+            wake = want == [OK, 0] and self._lets_go(end[1], ("receive", cid))
 
             def check(got: dict) -> None:
                 if got["result"] != want:
                     self._fail(f"send: expected {want!r}, your Channels gave {got['result']!r}")
-                if want == [OK, 0]:
+                if wake:
                     self._woke(got["woken"], end[1], "send")
-                self.woken = got["woken"]
             self._call({"op": "send", "guest": g, "cid": cid, "buf": buf, "size": size,
                         "payload": payload.hex()}, check)
 
         def receive(self, arg: int) -> None:
             arg, c = divmod(arg, CHANNEL_PICKS)
             arg, who = divmod(arg, WHO_PICKS)
-            if self._receive(c, who, RECEIVE_SIZES[arg % len(RECEIVE_SIZES)]) == \
-                    [ERR_INVALID_PARAM, 0]:
+            self._receive_with_room(c, who, RECEIVE_SIZES[arg % len(RECEIVE_SIZES)])
+
+        def _receive_with_room(self, c: int, who: int, size: int) -> None:
+            if self._receive(c, who, size) == [ERR_INVALID_PARAM, 0]:
                 # told its buffer is too short, the guest tries again with room: the message
                 # must still be first in line (a refusal that dropped it shows only here)
                 self._receive(c, who, MAX_MESSAGE)
@@ -240,6 +256,8 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
         def _receive(self, c: int, who: int, size: int) -> object:
             """The receive, checked; what the abstract channel says it returns."""
             cid, g = self._pick(c, who, 1)
+            if g in self.blocked:
+                return self._release(g, size)
             if not self.alive[g]:
                 return None
             buf = BASE + SIZE - size
@@ -256,6 +274,9 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 want = [OK, len(q[0])]
             delivered = want != "blocked" and want[0] == OK
             message = q.popleft() if delivered else b""
+            if want == "blocked":
+                self.blocked[g] = ("receive", cid)
+            wake = delivered and self._lets_go(end[0], ("send", cid))
 
             def check(got: dict) -> None:
                 if got["result"] != want:
@@ -267,21 +288,50 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                         self._fail(f"receive: the message delivered was {data[:16].hex()}…, "
                                    f"the oldest one sent was {message[:16].hex()}… (first in, "
                                    "first out; nothing lost, nothing duplicated)")
+                if wake:
                     self._woke(got["woken"], end[0], "receive")
-                self.woken = got["woken"]
             self._call({"op": "receive", "guest": g, "cid": cid, "buf": buf, "size": size},
                        check)
             return want
 
+        def _release(self, g: int, size: int) -> None:
+            """`g` waits, so it makes no call: the other end of its channel takes the turn,
+            with the call that lets it go on (and must wake it); `size` picks its size: a
+            receive's buffer of a byte or none is refused a longer message, which must stay
+            queued for the retry; a message has 1 to MAX_MESSAGE bytes."""
+            op, cid = self.blocked[g]
+            sender, receiver, _ = self.ends[cid]
+            c = sorted(self.ends).index(cid)  # so that _pick finds it
+            if op == "send" and receiver not in self.blocked:
+                self._receive_with_room(c, GUESTS, size % 2)
+            elif op == "receive" and sender not in self.blocked:
+                self._send(c, GUESTS, SEND_SIZES[1 + size % (len(SEND_SIZES) - 2)], SIZE)
+
         def fill(self, arg: int) -> None:
-            """Send until the channel is full: the states where blocking and dead peers matter
-            are rare among random sends."""
-            c = arg % 8
+            """Send until the channel is full; then, mostly, once more, so that the sender
+            waits, and now and then its receiver stops while it waits: the states where
+            blocking and dead peers matter are rare among random sends."""
+            c, then = arg % 8, arg // 8 % 4  # then: 0 nothing more, 1 or 2 a wait, 3 a death
             cid = sorted(self.ends)[c % len(self.ends)]
             sender, receiver, capacity = self.ends[cid]
-            while self.alive[sender] and self.alive[receiver] and \
-                    len(self.model[cid]) < capacity:
+            while self.alive[sender] and self.alive[receiver] and sender not in self.blocked \
+                    and len(self.model[cid]) < capacity:
                 self._send(c, GUESTS, 2, SIZE)
+            if then:
+                self._send(c, GUESTS, 2, SIZE)
+            if then == 3 and self.blocked.get(sender) == ("send", cid):
+                self._stop(receiver)
+
+        def drain(self, arg: int) -> None:
+            """Receive until the channel is empty, and (half the time) once more, so that the
+            receiver waits: fill's counterpart."""
+            c = arg % 8
+            cid = sorted(self.ends)[c % len(self.ends)]
+            receiver = self.ends[cid][1]
+            while self.alive[receiver] and receiver not in self.blocked and self.model[cid]:
+                self._receive(c, GUESTS, MAX_MESSAGE)
+            if arg // 8 % 2:
+                self._receive(c, GUESTS, MAX_MESSAGE)
 
         def hostile_buffer(self, arg: int) -> None:
             """A guest passes a buffer not wholly in its RAM: the VMM must refuse it."""
@@ -289,7 +339,7 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             op, outside = ("send", "receive")[arg % 2], OUTSIDE[arg // 2 % len(OUTSIDE)]
             for cid, (s, r, _) in self.ends.items():
                 mine = s == g and self.alive[r] if op == "send" else r == g
-                if not self.alive[g] or not mine:
+                if not self.alive[g] or g in self.blocked or not mine:
                     continue
                 self.history.append(f"g{g}: {op}({cid}, buffer at {outside:#x}, 8 bytes)")
 
@@ -303,24 +353,44 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 return
 
         def kill(self, arg: int) -> None:
-            """A guest stops: any one, or (mostly) one end of a channel whose other end lives.
-            The last guest alive stays."""
-            arg %= GUESTS + 8 * 3
-            g = arg if arg < GUESTS else self._peer(*divmod(arg - GUESTS, 3))
-            if g is None or sum(self.alive) == 1 or not self.alive[g]:
+            """A guest stops: any one, or (mostly) one end of a channel whose other end lives,
+            half of those the end a guest waits for. The last guest alive stays."""
+            arg %= GUESTS + 8 * 4
+            if arg < GUESTS:
+                g: int | None = arg
+            else:
+                c, end = divmod(arg - GUESTS, 4)
+                g = self._peer(c, min(end, 2))
+            if g is not None:
+                self._stop(g)
+
+        def _stop(self, g: int) -> None:
+            if sum(self.alive) == 1 or not self.alive[g]:
                 return
             self.history.append(f"g{g} stops")
             self.alive[g] = False
+            self.blocked.pop(g, None)
             self._call({"op": "kill", "guest": g}, lambda got: None)
+            # the VMM wakes whoever waits on a channel with it, and each retries its call at
+            # once: that call must fail now, not wait for ever
+            for h, (op, cid) in list(self.blocked.items()):
+                if g in self.ends[cid][:2]:
+                    del self.blocked[h]
+                    c = sorted(self.ends).index(cid)
+                    if op == "send":
+                        self._send(c, GUESTS, 2, SIZE)
+                    else:
+                        self._receive(c, GUESTS, MAX_MESSAGE)
 
         def _peer(self, c: int, end: int) -> int | None:
             """One end of a channel (0 its sender, 1 its receiver, 2 the one that would be
-            waited for: a full channel's receiver, an empty one's sender), full or empty
-            channels first: there, what the other end gets next (an error, not a wait for
-            ever) is the dead-peer rule."""
+            waited for: a full channel's receiver, an empty one's sender), full channels whose
+            sender waits first, then full or empty ones: there, what the other end gets next
+            (an error, not a wait for ever) is the dead-peer rule."""
             full = [cid for cid, (_, _, cap) in self.ends.items() if len(self.model[cid]) == cap]
             empty = [cid for cid in self.ends if not self.model[cid]]
-            ids = sorted(full or empty or self.ends)
+            waited = [cid for cid in full if self.blocked.get(self.ends[cid][0]) == ("send", cid)]
+            ids = sorted(waited or full or empty or self.ends)
             cid = ids[c % len(ids)]
             ends = self.ends[cid]
             if end == 2:
