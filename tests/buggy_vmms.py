@@ -59,6 +59,15 @@ BUGS: list[Bug] = [
             "the guest's virtual mode.",
     ),
     Bug(
+        name="user-illegal-always-reflected",
+        file=TRAP,
+        part="trap-dispatch",
+        old="            emulate_counter_read(guest, event.tval)\n",
+        new="            raise GuestFault(ILLEGAL_INSN, event.tval)\n",
+        why="Every illegal instruction of the guest's user mode is reflected, counter reads "
+            "too: a process the guest kernel lets read the clock (scounteren) traps instead.",
+    ),
+    Bug(
         name="other-traps-swallowed",
         file=TRAP,
         part="trap-dispatch",

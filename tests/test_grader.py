@@ -167,18 +167,85 @@ def test_a_buggy_vmm_loses_the_points_of_its_part_and_only_those(tmp_path: Path,
         failed["output"]
 
 
-# Correct Channels written otherwise than the solution: the IPC tests must not tell them from it.
-# The grader runs Channels over stand-in guests (worker.py), so what a solution may read of a
-# guest (its state, say) must be there and behave as on the VMM.
-CORRECT_CHANNELS = {
-    "wakes-only-a-blocked-guest": [
+# Correct parts written otherwise than the solution: the grader must not tell them from it. The
+# parts are graded on their own, over stand-ins for the rest of the VMM (worker.py), so what a
+# solution may do with the real VMM (name an argument, read a guest's state, reflect a trap the
+# handler would only have reflected) must work on the stand-ins too.
+TRAP, HYPERCALLS, SHADOW, CHANNELS = (
+    "vmm/trap.py", "vmm/hypercalls.py", "vmm/shadow.py", "vmm/channels.py")
+FLUSH_BODY = ("        for view in VIEWS:\n"
+              "            self.machine.write_phys(self.root[view], bytes(PAGE))\n"
+              "            self.spare += self.leaves[view].values()\n"
+              "            self.leaves[view] = {}\n"
+              "            self.machine.hart.mmu.sfence(None, self.asid[view])\n")
+CORRECT_VARIANTS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
+    "handlers-called-with-named-arguments": (TRAP, "trap-dispatch", [
+        ("            emulate(vmm, guest, event.tval)\n",
+         "            emulate(vmm, guest, bits=event.tval)\n"),
+        ("            vmm.hidden_fault(guest, event.tval, PAGE_FAULT_CAUSE.index(event.cause))\n",
+         "            vmm.hidden_fault(guest, va=event.tval,\n"
+         "                             access=PAGE_FAULT_CAUSE.index(event.cause))\n"),
+        ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
+         "        reflect(vmm, guest, cause=fault.cause, tval=fault.tval)\n")]),
+    "only-counter-reads-emulated-for-user-mode": (TRAP, "trap-dispatch", [
+        ("            emulate_counter_read(guest, event.tval)\n",
+         "            ins = decode(event.tval)\n"
+         "            if ins is not None and ins.op.startswith('csr') and "
+         "ins.imm in csrs.COUNTERS:\n"
+         "                emulate_counter_read(guest, event.tval)\n"
+         "            else:\n"
+         "                raise GuestFault(ILLEGAL_INSN, event.tval)\n")]),
+    "csrs-the-guest-lacks-reflected-at-once": (TRAP, "trap-dispatch", [
+        ("        elif event.cause == ILLEGAL_INSN and v.mode == S:\n",
+         "        elif event.cause == ILLEGAL_INSN and v.mode == S and (\n"
+         "                (ins := decode(event.tval)) is not None and ins.op.startswith('csr')\n"
+         "                and (ins.imm not in csrs.IMPLEMENTED or ins.imm in HYPERVISOR_CSRS)):\n"
+         "            raise GuestFault(ILLEGAL_INSN, event.tval)\n"
+         "        elif event.cause == ILLEGAL_INSN and v.mode == S:\n")]),
+    "system-call-reflected-with-stval-0": (TRAP, "trap-dispatch", [
+        ("        if event.cause == ECALL_U and v.mode == S:\n            hypercall(vmm, guest)\n",
+         "        if event.cause == ECALL_U and v.mode == U:\n"
+         "            raise GuestFault(ECALL_U, 0)  # stval is 0 for an ecall\n"
+         "        elif event.cause == ECALL_U:\n            hypercall(vmm, guest)\n")]),
+    "hypercall-outside-the-try": (TRAP, "trap-dispatch", [
+        ("    v = guest.vcpu\n    try:\n        if event.cause == ECALL_U and v.mode == S:\n"
+         "            hypercall(vmm, guest)\n        elif",
+         "    v = guest.vcpu\n    if event.cause == ECALL_U and v.mode == S:\n"
+         "        hypercall(vmm, guest)  # the SBI answers every call: nothing to reflect\n"
+         "        return\n    try:\n        if")]),
+    "channels-called-with-named-arguments": (HYPERCALLS, "hypercall", [
+        ("        result = _ipc(vmm, guest, fid, a0, a1, a2)\n",
+         "        try:\n"
+         "            if fid == channels.SEND:\n"
+         "                result = vmm.channels.send(guest, cid=a0, buf=a1, length=a2)\n"
+         "            elif fid == channels.RECEIVE:\n"
+         "                result = vmm.channels.receive(guest, cid=a0, buf=a1, size=a2)\n"
+         "            else:\n"
+         "                result = channels.ERR_NOT_SUPPORTED, 0\n"
+         "        except channels.BadBuffer as bad:\n"
+         "            vmm.stop_guest(guest, 'killed', f'IPC hypercall misused: {bad}')\n"
+         "            return\n")]),
+    "flush-skipped-when-nothing-was-filled": (SHADOW, "shadow-flush", [
+        (FLUSH_BODY, "        if self.fills == getattr(self, 'fills_at_flush', 0):\n"
+                     "            return  # empty already, and its TLB entries fenced\n"
+                     "        self.fills_at_flush = self.fills\n" + FLUSH_BODY)]),
+    "flush-forgets-exactly-what-fill-wrote": (SHADOW, "shadow-flush", [
+        ("        self.fills += 1\n",
+         "        self.fills += 1\n"
+         "        self.__dict__.setdefault('filled', []).append((vcpu.mode, va))\n"),
+        (FLUSH_BODY,
+         "        for view, va in self.__dict__.pop('filled', []):\n"
+         "            table = self.leaves[view][va >> 22]\n"
+         "            self.machine.write_phys(table + ((va >> 12) & 0x3FF) * 4, bytes(4))\n"
+         "            self.machine.hart.mmu.sfence(va, self.asid[view])\n")]),
+    "wakes-only-a-blocked-guest": (CHANNELS, "ipc", [
         # (as WAITING: channels.py's own BLOCKED is what a call returns when it must wait)
         ("from .guest import Guest\n", "from .guest import BLOCKED as WAITING, Guest\n"),
         ("        self.wake(ch.receiver)\n",
          "        if ch.receiver.state == WAITING:\n            self.wake(ch.receiver)\n"),
         ("        self.wake(ch.sender)\n",
-         "        if ch.sender.state == WAITING:\n            self.wake(ch.sender)\n")],
-    "wakes-before-the-message-moves": [
+         "        if ch.sender.state == WAITING:\n            self.wake(ch.sender)\n")]),
+    "wakes-before-the-message-moves": (CHANNELS, "ipc", [
         ("        ch.put(guest.mem.read(buf, length))\n        self.sent += 1\n"
          "        self.wake(ch.receiver)\n",
          "        self.wake(ch.receiver)\n        ch.put(guest.mem.read(buf, length))\n"
@@ -186,19 +253,21 @@ CORRECT_CHANNELS = {
         ("        message = ch.take()\n", "        self.wake(ch.sender)\n"
          "        message = ch.take()\n"),
         ("        self.received += 1\n        self.wake(ch.sender)\n",
-         "        self.received += 1\n")],
-    "wakes-every-peer": [
+         "        self.received += 1\n")]),
+    "wakes-every-peer": (CHANNELS, "ipc", [
         ("        self.wake(ch.receiver)\n",
          "        for g in self.peers(guest):\n            self.wake(g)\n"),
         ("        self.wake(ch.sender)\n",
-         "        for g in self.peers(guest):\n            self.wake(g)\n")],
+         "        for g in self.peers(guest):\n            self.wake(g)\n")]),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CORRECT_CHANNELS))
-def test_a_correct_channels_written_otherwise_earns_full_marks(tmp_path: Path, name: str) -> None:
-    sub = edited_submission(tmp_path, "vmm/channels.py", CORRECT_CHANNELS[name])
-    results = grade(tmp_path, sub, [t for t in RUBRIC.tests if t.part == "ipc"])
+@pytest.mark.parametrize("name", sorted(CORRECT_VARIANTS))
+def test_a_correct_part_written_otherwise_earns_full_marks(tmp_path: Path, name: str) -> None:
+    """Its part's tests, visible and hidden, give it every point."""
+    file, part, edits = CORRECT_VARIANTS[name]
+    sub = edited_submission(tmp_path, file, edits)
+    results = grade(tmp_path, sub, [t for t in RUBRIC.tests if t.part == part])
     assert all(t["score"] == t["max_score"] for t in results["tests"]), \
         [t["output"] for t in results["tests"]]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -254,9 +255,11 @@ def probe_translate(a: dict) -> dict:
 
 
 def probe_flush(a: dict) -> dict:
-    """Shadow entries written for some pages (by the given `_write_leaf`, so that this probe
-    does not depend on the student's fill) and cached in the TLB; then flush; then ask the
-    hardware, TLB included, what it still maps."""
+    """Shadow entries for some pages, cached in the TLB; then flush; then ask the hardware,
+    TLB included, what it still maps. The entries are the student's fill's, so that a flush may
+    rely on what fill keeps; where fill is missing or fails, the given `_write_leaf` makes them
+    (this part is graded without the shadow-fill part)."""
+    from machine import csr
     from machine.mmu import PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, Permissions
     from machine.traps import Trap
     from vmm import VMM
@@ -265,12 +268,19 @@ def probe_flush(a: dict) -> dict:
     hart = vmm.machine.hart
     user = Permissions(priv=0, sum=False, mxr=False)
     flags = PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D
-    for va, access, mode, gpa in a["fills"]:
-        g.shadow._write_leaf(mode, va, g.mem.host_address(gpa & ~0xFFF), flags)
-        hart.mmu.translate(va, access, g.shadow.satp(mode), user)  # now in the TLB
+    for va, access, mode, gpa, sum_, mxr in a["fills"]:
+        g.vcpu.mode = mode
+        g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
+        if not _filled(g, va, access):
+            g.shadow._write_leaf(mode, va, g.mem.host_address(gpa & ~0xFFF), flags)
+            g.shadow.fills += 1  # as a fill counts it
+        try:
+            hart.mmu.translate(va, access, g.shadow.satp(mode), user)  # now in the TLB
+        except Trap:
+            pass  # the student's fill wrote something else: nothing to cache
     g.shadow.flush()
     still = []
-    for va, access, mode, _ in a["fills"]:
+    for va, access, mode, *_ in a["fills"]:
         try:
             hpa = hart.mmu.translate(va, access, g.shadow.satp(mode), user)
             still.append([va, access, mode, hpa])
@@ -279,15 +289,29 @@ def probe_flush(a: dict) -> dict:
     return {"still_mapped": still}
 
 
+def _filled(g: Any, va: int, access: int) -> bool:
+    """Whether the student's fill made the shadow entry for `va`."""
+    try:
+        g.shadow.fill(g.vcpu, va, access)
+    except Exception:  # noqa: BLE001 - missing or failing: the probe writes the entry itself
+        return False
+    return True
+
+
 # ----- trap and emulate ---------------------------------------------------------------------
 
 class _Recorder:
-    def __init__(self, calls: list, name: str, fault: list | None = None) -> None:
+    """Stands in for a handler: records its integer arguments, in the order of the handler's
+    own parameters however they were passed, and raises GuestFault if told to."""
+
+    def __init__(self, calls: list, name: str, handler: Any, fault: list | None = None) -> None:
         self.calls, self.name, self.fault = calls, name, fault
+        self.signature = inspect.signature(handler)
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append([self.name, [a for a in args if isinstance(a, int)
-                                       and not isinstance(a, bool)]])
+        bound = self.signature.bind(*args, **kwargs)  # a call the handler refuses fails so too
+        self.calls.append([self.name, [a for a in bound.arguments.values()
+                                       if isinstance(a, int) and not isinstance(a, bool)]])
         if self.fault is not None:
             from vmm.guestwalk import GuestFault
             raise GuestFault(*self.fault)
@@ -331,11 +355,12 @@ def probe_dispatch(a: dict) -> dict:
                                             "hypercall")}
     raising = a.get("raises")  # the handler the trap goes to raises GuestFault(cause, tval)
     try:
-        for name in saved:
-            setattr(trap, name, _Recorder(calls, name,
+        for name, handler in saved.items():
+            setattr(trap, name, _Recorder(calls, name, handler,
                                           raising if name != "reflect" else None))
-        vmm.hidden_fault = _Recorder(calls, "hidden_fault", raising)
-        vmm.guest_page_fault = _Recorder(calls, "guest_page_fault", raising)
+        vmm.hidden_fault = _Recorder(calls, "hidden_fault", vmm.hidden_fault, raising)
+        vmm.guest_page_fault = _Recorder(calls, "guest_page_fault", vmm.guest_page_fault,
+                                         raising)
         event = TrapEvent(a["cause"], a["tval"], 0x8040_0000, 0, a["paging"] == "nested",
                           a.get("gpa", 0))
         trap.handle(vmm, g, event)
@@ -364,8 +389,9 @@ def probe_emulate(a: dict) -> dict:
     from vmm import trap
     vmm, g = _vcpu_guest(state=a["state"])
     calls: list = []
-    vmm.guest_sfence = _Recorder(calls, "guest_sfence")
-    vmm.guest_translation_changed = _Recorder(calls, "guest_translation_changed")
+    vmm.guest_sfence = _Recorder(calls, "guest_sfence", vmm.guest_sfence)
+    vmm.guest_translation_changed = _Recorder(calls, "guest_translation_changed",
+                                              vmm.guest_translation_changed)
     out = _fault_or_state(lambda: trap.emulate(vmm, g, a["bits"]), g)
     out["calls"] = calls
     return out
@@ -396,8 +422,9 @@ class _ScriptedChannels:
     def __init__(self, answer: Any) -> None:
         self.answer, self.calls = answer, []
 
-    def send(self, guest: Any, cid: int, buf: int, size: int) -> Any:
-        return self._answer(0, cid, buf, size)
+    # the parameters are named as Channels' own: a hypercall may pass them by name
+    def send(self, guest: Any, cid: int, buf: int, length: int) -> Any:
+        return self._answer(0, cid, buf, length)
 
     def receive(self, guest: Any, cid: int, buf: int, size: int) -> Any:
         return self._answer(1, cid, buf, size)

@@ -186,7 +186,7 @@ def flush_examples(draw: st.DrawFn) -> dict:
     for va, access, mode, sum_, mxr in a["queries"]:
         s = walk(va, access, mode, sum_, mxr)
         if s[0] == "gpa" and in_ram(s[1]):
-            fills.append([va, access, mode, s[1]])
+            fills.append([va, access, mode, s[1], sum_, mxr])
     return {**a, "fills": fills}
 
 
@@ -202,7 +202,7 @@ def check_flush(a: dict, worker: Any) -> None:
 
 
 def describe_flush(a: dict) -> str:
-    shown = ", ".join(f"`{va:#010x}` ({'S' if mode else 'U'} view)" for va, _, mode, _ in
+    shown = ", ".join(f"`{va:#010x}` ({'S' if mode else 'U'} view)" for va, _, mode, *_ in
                       a["fills"]) or "none"
     return f"Shadow entries written for: {shown}; then `flush()`."
 
