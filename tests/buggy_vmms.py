@@ -306,6 +306,16 @@ BUGS: list[Bug] = [
     ),
     # ----- shadow-fill --------------------------------------------------------------------------
     Bug(
+        name="shadow-fill-page-never-backed",
+        file=SHADOW,
+        part="shadow-fill",
+        old="        host = self.mem.host_address(m.gpa & ~(PAGE - 1))\n",
+        new="        host = self.mem.host_address(m.gpa & ~(PAGE - 1), allocate=False)\n",
+        why="The fill looks the host frame up without backing the page, so guest RAM the VMM "
+            "has not backed yet is taken for a device and never mapped: the VMM's map is "
+            "half of the composition.",
+    ),
+    Bug(
         name="shadow-grants-rwx",
         file=SHADOW,
         part="shadow-fill",
@@ -364,6 +374,16 @@ BUGS: list[Bug] = [
             "processes still run on the previous process's shadow (U view).",
     ),
     # ----- nested-map ---------------------------------------------------------------------------
+    Bug(
+        name="gstage-page-never-backed",
+        file=NESTED,
+        part="nested-map",
+        old="        host = self.mem.host_address(gpa & ~(PAGE - 1))\n",
+        new="        host = self.mem.host_address(gpa & ~(PAGE - 1), allocate=False)\n",
+        why="map looks the host frame up without backing the page, so guest RAM not backed "
+            "yet is refused as if it were not RAM: the guest's first touch of a page faults "
+            "for ever.",
+    ),
     Bug(
         name="gstage-leaf-without-u",
         file=NESTED,

@@ -95,6 +95,10 @@ def check_shadow(a: dict, worker: Any) -> None:
                                  f"gives {_show(want)}", example)
         if s[0] == "fault" or not in_ram(s[1]):
             continue
+        if r["map"] is None:
+            raise Counterexample(f"after the fill at {_where(q)}, guest-physical "
+                                 f"`{s[1]:#010x}` has no host frame: the fill must back the "
+                                 "page it maps (`guest.mem.host_address` gives it one)", example)
         va, access, mode, sum_, mxr = q[:5]
         for other in (0, 1, 2):
             o = walk(va, other, mode, sum_, mxr)
@@ -120,6 +124,11 @@ def check_nested(a: dict, worker: Any) -> None:
                 s[1] in ACCESS_FAULTS and walked and walked[0] == "unmapped"
                 and not in_ram(walked[1]))
             want = ["fault", s[1]]
+        elif in_ram(s[1]) and r["map"] is None:
+            raise Counterexample(f"at {_where(q)}: after the two-stage walk, guest-physical "
+                                 f"`{s[1]:#010x}` (RAM) has no host frame: `GStage.map` must "
+                                 "back it (`guest.mem.host_address` gives it one)",
+                                 describe_translation(a, q))
         elif in_ram(s[1]):
             want = ["host", r["map"]]
             ok = walked == want

@@ -222,7 +222,7 @@ def probe_translate(a: dict) -> dict:
     for va, access, mode, sum_, mxr, gpa in a["queries"]:
         g.vcpu.mode = mode
         g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
-        r: dict[str, Any] = {"map": None if gpa is None else g.mem.host_address(gpa)}
+        r: dict[str, Any] = {}
         if a["paging"] == "shadow":
             try:
                 r["fill"] = ["gpa", g.shadow.fill(g.vcpu, va, access)]
@@ -250,6 +250,8 @@ def probe_translate(a: dict) -> dict:
                     if not g.gstage.map(trap.gpa):
                         r["walk"] = ["unmapped", trap.gpa]
                         break
+        # the frame backing the page now: the fill or the G-stage had to back it
+        r["map"] = None if gpa is None else g.mem.host_address(gpa, allocate=False)
         out.append(r)
     return {"results": out}
 
