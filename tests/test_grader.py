@@ -309,6 +309,36 @@ def test_isolation_catches_a_guest_reaching_frames_not_its_own(tmp_path: Path, n
     assert "First difference" in test["output"], test["output"]
 
 
+@pytest.mark.parametrize("paging", ["shadow", "nested"])
+def test_a_guest_stopping_at_the_bare_runs_horizon_is_equivalent(paging: str) -> None:
+    """The bare run ends on its budget just before an SBI shutdown that retires nothing: a
+    guest that stops there, as the bare machine would next, is equivalent; one that stops
+    there otherwise is not."""
+    from vmlab import worker
+    from vmlab.properties import Counterexample, guests
+    from vmlab.strategies.programs import S_CODE, SystemProgram, encode
+    from vmlab.strategies.states import MachineState
+
+    class InProcess:
+        def call(self, probe: str, args: dict) -> dict:
+            return json.loads(json.dumps(worker.PROBES[probe](json.loads(json.dumps(args)))))
+
+    words = [encode("addi", 1, 1, imm=1)] * (guests.STEPS - 1) + [encode("addi", 17, 0, imm=8),
+                                                                   0x73]  # li a7, 8; ecall
+    code = b"".join(w.to_bytes(4, "little") for w in words)
+    program = SystemProgram(((S_CODE, code),), MachineState(regs=(0,) * 32, pc=S_CODE, mode=1,
+                                                            csrs=()), False, frozenset())
+    bare = guests.run_bare(program)
+    assert (bare["stop"], bare["instret"], bare["next_stop"]) == ("budget", guests.STEPS,
+                                                                  "shutdown")
+    guests._equivalence(paging)(program, InProcess())  # raises if not equivalent
+    stopped_otherwise = {"host_stop": {"reason": "halted"}, "stop": {"reason": "fatal-trap",
+                                                                      "detail": ""},
+                         "vcpu": {"instret": guests.STEPS}}
+    with pytest.raises(Counterexample):
+        guests.compare(bare, stopped_otherwise, "")
+
+
 def test_a_whole_guest_failure_shrinks_to_a_program_a_student_can_read(tmp_path: Path) -> None:
     """Whole programs are drawn as byte strings (strategies/programs.py) and still shrink: a
     VMM that does not step past a completed SBI call fails on one, and the listing shows that
