@@ -50,25 +50,44 @@ def select(rubric: Rubric, parts: list[str], tests: list[str], visible_only: boo
 
 
 def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_output: str = "",
-              log: Callable[[str], None] = lambda s: None) -> dict:
-    """Grade the assembled lab folder `lab`; write and return results.json."""
-    from .gradescope import run_tests, write_error_results
+              log: Callable[[str], None] = lambda s: None,
+              reference: Path | None = None) -> dict:
+    """Grade the assembled lab folder `lab`; write and return results.json.
+
+    The grader's own bare machine comes from `reference` (the pristine handout), never from
+    `lab`, whose code is the student's. results.json is written only once the worker and all
+    it started are gone, so nothing of theirs can replace it."""
+    from .confine import plan
+    from .gradescope import run_tests, write_error_results, write_results
     from .sandbox import Worker
     from .suite import build
-    labroot.use(lab)
+    labroot.use(reference or lab)
     start = time.monotonic()
+    confinement = plan(rubric.time_limit)
+    sandbox = sandbox_line(confinement.report())
+    log(sandbox)
+
+    def note_sandbox(data: dict) -> None:
+        data.setdefault("extra_data", {})["sandbox"] = confinement.report()
+        data["output"] = "\n\n".join(x for x in (data.get("output", ""), sandbox) if x)
+
     try:
-        with Worker(lab, timeout=rubric.example_time_limit) as worker:
+        worker = Worker(lab, timeout=rubric.example_time_limit, confinement=confinement,
+                        deadline=start + rubric.time_limit)
+        try:
             suite = build(rubric, worker, tests, start + rubric.time_limit, log)
             # what is alive now lives through the run: frozen, the garbage collector stops
             # walking it after every few thousand of hypothesis's allocations
             gc.collect()
             gc.freeze()
             try:
-                results = run_tests(suite, out, extra_output=extra_output,
-                                    stdout_visibility="visible")
+                results = run_tests(suite, None, extra_output=extra_output,
+                                    stdout_visibility="visible", post_process=note_sandbox)
             finally:
                 gc.unfreeze()
+        finally:
+            worker.close()
+        write_results(out, results)
     except Exception as e:  # noqa: BLE001 - results.json is written whatever happened
         detail = "".join(traceback.format_exception_only(type(e), e)).strip()
         message = (f"The grader itself failed ({detail}). This is not your fault: tell the "
@@ -77,6 +96,14 @@ def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_out
             {"name": t.id, "max_score": t.weight, "number": t.number,
              "visibility": t.visibility} for t in tests])
     return results
+
+
+def sandbox_line(report: dict) -> str:
+    """One line on what confined the student's code, and what could not, with why."""
+    line = "Sandbox: " + ", ".join(report["layers"]) + "."
+    for layer, why in report["missing"].items():
+        line += f" Without {layer}: {why}."
+    return line
 
 
 def print_table(results: dict, title: str) -> None:
@@ -129,7 +156,8 @@ def grade(
     # the runner captures sys.stderr into the tests' output: progress goes to the real one
     log = (lambda s: print(s, file=sys.__stderr__)) if verbose else (lambda s: None)
     try:
-        results = grade_lab(lab, rubric, tests, out, extra, log)
+        results = grade_lab(lab, rubric, tests, out, extra, log,
+                            reference=handout or default_handout())
     finally:
         if not keep:
             shutil.rmtree(lab, ignore_errors=True)

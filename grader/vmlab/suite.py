@@ -44,6 +44,18 @@ class TimeUp(BaseException):
     """The test's time limit passed: stop generating examples."""
 
 
+class Hopeless(BaseException):
+    """The worker cannot start, or hung: another example (or shrinking this one) would cost
+    another time limit and tell nothing new. Let through at once, as PartMissing is."""
+
+    def __init__(self, error: WorkerFailure) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+HOPELESS = ("start", "timeout")  # the WorkerFailure kinds that end a test at once
+
+
 def pin_constants() -> None:
     """Hypothesis mixes into its examples the constants it finds in every local module the process
     has imported, so the same seed gave different examples under `vmlab grade`, `vmlab check` and
@@ -78,16 +90,22 @@ def grading_settings(examples: int) -> settings:
                     stateful_step_count=15, report_multiple_bugs=False)
 
 
-def run_property(prop: Property, test: Test, worker: Any,
-                 deadline: float | None = None) -> tuple[int, BaseException | None, list[str]]:
-    """Run one property: (examples run, the failure or None, hypothesis's notes)."""
+def run_property(prop: Property, test: Test, worker: Any, deadline: float | None = None,
+                 hard_deadline: float | None = None,
+                 ) -> tuple[int, BaseException | None, list[str]]:
+    """Run one property: (examples run, the failure or None, hypothesis's notes). Past
+    `deadline` it stops once it has run MIN_EXAMPLES; past `hard_deadline` (the run's), at
+    once."""
     pin_constants()
     ran = [0]
     failures: list[BaseException] = []  # every failure seen, shrinking included
     Counterexample.made = failures
 
     def guard() -> None:
-        if deadline is not None and ran[0] >= MIN_EXAMPLES and time.monotonic() > deadline:
+        now = time.monotonic()
+        if hard_deadline is not None and now > hard_deadline:
+            raise TimeUp()
+        if deadline is not None and ran[0] >= MIN_EXAMPLES and now > deadline:
             raise TimeUp()
         ran[0] += 1
 
@@ -102,6 +120,8 @@ def run_property(prop: Property, test: Test, worker: Any,
             raise
         except WorkerFailure as e:
             failures.append(e)
+            if e.kind in HOPELESS:
+                raise Hopeless(e) from None
             raise
 
     try:
@@ -116,13 +136,13 @@ def run_property(prop: Property, test: Test, worker: Any,
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
                     given(prop.strategy())(check)))()
-    except PartMissing as e:
+    except (PartMissing, Hopeless) as e:
         return ran[0], e.error, []
     except TimeUp:
         # out of time: the failure found (the smallest so far, if shrinking had begun), or none
         return ran[0], failures[-1] if failures else TimeUp(), []
     except Exception as e:  # noqa: BLE001 - any failure of the property is the verdict
-        if isinstance(getattr(e, "__cause__", None), PartMissing):
+        if isinstance(getattr(e, "__cause__", None), (PartMissing, Hopeless)):
             return ran[0], e.__cause__.error, []
         return ran[0], e, list(getattr(e, "__notes__", []))
     finally:
@@ -145,6 +165,10 @@ class _Guarded:
         except StudentError as e:
             if e.kind == "NotImplementedError":
                 raise PartMissing(e) from None
+            raise
+        except WorkerFailure as e:
+            if e.kind in HOPELESS:
+                raise Hopeless(e) from None
             raise
 
 
@@ -176,9 +200,15 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
         # walking it while this test allocates
         gc.collect()
         gc.freeze()
-        ran, failure, notes = run_property(prop, test, worker, deadline)
+        ran, failure, notes = run_property(prop, test, worker, deadline, run_deadline)
         log(f"{test.id}: {ran} examples, {time.monotonic() - start:.1f} s, "
             f"{'passed' if failure is None else 'failed'}")
+        if isinstance(failure, TimeUp) and ran < MIN_EXAMPLES:
+            raise MarkdownFailure(
+                f"**Not judged**: the whole run's time limit passed after {ran} of this "
+                f"test's examples (at least {MIN_EXAMPLES} are needed for a verdict). Earlier "
+                "tests took that time: look for a test that timed out, or for code that is "
+                "far slower than it needs to be.")
         if isinstance(failure, TimeUp):
             print(f"Stopped after {ran} of {test.examples} examples: the test's share of "
                   f"the time ({deadline - start:.0f} s) passed. Judged on those; none failed.")

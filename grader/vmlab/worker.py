@@ -669,7 +669,7 @@ def serve(requests: Any, answers: Any) -> None:
             except RecursionError as e:
                 answer = {"ok": False, "error": {"type": "RecursionError", "message": str(e),
                                                  "traceback": ""}}
-            except Exception as e:  # noqa: BLE001 - the student's exception is the answer
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: the student's answer
                 answer = {"ok": False, "error": {"type": type(e).__name__,
                                                  "message": str(e)[:2000],
                                                  "traceback": trimmed_traceback(e)[-6000:]}}
@@ -677,13 +677,54 @@ def serve(requests: Any, answers: Any) -> None:
         answers.flush()
 
 
+# what the VMM needs of the standard library, imported before the worker gives up root: outside
+# bubblewrap the Python it runs on may sit where its own user cannot read (/root)
+PRELOAD = ("abc", "array", "bisect", "collections", "copy", "dataclasses", "enum", "functools",
+           "hashlib", "heapq", "inspect", "io", "itertools", "json", "math", "mmap", "operator",
+           "re", "struct", "traceback", "types", "typing", "weakref")
+
+
+def confine(config: dict) -> None:
+    """The worker's first act, before any student code: drop to its own user (when the grader
+    is root), then set its limits, hard ones too, so that nothing it runs can raise them."""
+    import importlib
+    import resource
+    if config.get("preload"):
+        for name in PRELOAD:
+            importlib.import_module(name)
+    uid = config.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    for name, value in config.get("limits", {}).items():
+        try:
+            resource.setrlimit(getattr(resource, name), (value, value))
+        except (ValueError, OSError):
+            pass  # one this kernel does not know, or one already lower
+
+
+def load_student_code() -> dict | None:
+    """Import the VMM now, so that an import that hangs is a start that fails (once, for the
+    whole run) and not a hang on every example; an import that raises is each probe's error."""
+    try:
+        import vmm  # noqa: F401
+    except BaseException as e:  # noqa: BLE001 - SystemExit too: the probes will report it
+        return {"type": type(e).__name__, "message": str(e)[:2000]}
+    return None
+
+
 def main() -> None:
+    config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    confine(config)
     sys.setrecursionlimit(4000)
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the student's prints go to stderr, never into the answers
     sys.stdout = sys.stderr
     sys.path.insert(0, LAB)
-    channel.write(json.dumps({"ok": True, "result": {"ready": True}}) + "\n")
+    import_error = load_student_code()
+    channel.write(json.dumps({"ok": True, "result": {"ready": True,
+                                                     "import_error": import_error}}) + "\n")
     channel.flush()
     serve(sys.stdin, channel)
 

@@ -56,6 +56,7 @@ __all__ = [
     "visibility",
     "weight",
     "write_error_results",
+    "write_results",
 ]
 
 OUTPUT_FORMATS = ("text", "html", "simple_format", "md", "ansi")
@@ -409,7 +410,7 @@ class _FixedRunner(JSONTestRunner):
 
 def run_tests(
     suite: unittest.TestSuite,
-    out: Path,
+    out: Path | None,
     *,
     stdout_visibility: str = "visible",
     leaderboard: list[dict] | None = None,
@@ -417,7 +418,8 @@ def run_tests(
     post_process: Callable[[dict], None] | None = None,
     output_format: str = "md",
 ) -> dict:
-    """Run `suite` and write Gradescope's results.json to `out`; return what was written.
+    """Run `suite` and write Gradescope's results.json to `out` (unless it is None: the caller
+    writes it with write_results, later); return the results.
 
     Every test of the suite gets an entry (see FixedJSONTestResult), the total `score` is the sum
     of the tests' scores, `execution_time` is a number of seconds, `output_format` applies to the
@@ -432,7 +434,6 @@ def run_tests(
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, "
                          f"not {output_format!r}")
-    out = Path(out)
     start = time.perf_counter()
     finished: list[dict] = []
 
@@ -460,11 +461,22 @@ def run_tests(
         results = _json_ready(finished[-1])
         validate_results(results)
     except ResultsError as err:
-        write_error_results(out, "The autograder produced an invalid results file, so this "
-                            "submission could not be graded. Please tell the course staff.")
+        if out is not None:
+            write_error_results(out, "The autograder produced an invalid results file, so "
+                                "this submission could not be graded. Please tell the course "
+                                "staff.")
         raise ResultsError(f"{err} (an error results.json was written instead)") from None
-    _write_atomically(out, results)
+    if out is not None:
+        _write_atomically(Path(out), results)
     return results
+
+
+def write_results(out: Path, results: dict) -> None:
+    """Validate `results` and write them to `out` atomically, then check that the file on disk
+    is the file written (nothing else may write there: raises ResultsError if it differs)."""
+    results = _json_ready(results)
+    validate_results(results)
+    _write_atomically(Path(out), results)
 
 
 def write_error_results(out: Path, message: str, tests: list[dict] | None = None) -> dict:
@@ -571,3 +583,5 @@ def _write_atomically(out: Path, results: dict) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if out.read_text(encoding="utf-8") != text:
+        raise ResultsError(f"{out} changed under the grader while it was written")

@@ -6,26 +6,28 @@ shape the probe promises before anything looks at it. A worker that dies, hangs 
 per-example limit, floods its channel or answers nonsense is killed and restarted, and the
 probe reports a `WorkerFailure`, which costs the student that example and nothing else.
 
-Hardening the worker further (another user, bubblewrap) changes `_command` and `_limits` only.
+How the worker is confined (bubblewrap, its own user, limits) is confine.py's business; a
+start that fails (the student's import hangs, or kills the worker) fails every later call at
+once, since importing the same code again would fail the same way.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import select
 import signal
 import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from .answers import SHAPES, shape_error
+from .confine import LIVE, Confinement, plan
 
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
-MEMORY_LIMIT = 2 << 30  # address space of the worker, bytes
+START_TIME = 30.0  # seconds the worker may take to start and import the student's code
 
 ERROR_SHAPE = {"type": "object", "required": ["type", "message", "traceback"],
                "properties": {"type": {"type": "string"}, "message": {"type": "string"},
@@ -52,40 +54,46 @@ class StudentError(Exception):
         self.kind, self.message, self.traceback = kind, message, traceback
 
 
-def _limits() -> None:
-    """Runs in the child before exec: its own process group (so a kill takes its children
-    too) and a ceiling on memory."""
-    os.setsid()
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    except (ValueError, OSError):
-        pass
-
-
 class Worker:
-    def __init__(self, lab: Path, timeout: float = 20.0) -> None:
+    def __init__(self, lab: Path, timeout: float = 20.0, confinement: Confinement | None = None,
+                 deadline: float | None = None) -> None:
         self.lab = Path(lab)
         self.timeout = timeout
+        self.deadline = deadline  # time.monotonic() past which no call may wait
+        self.confinement = confinement or plan(3600)
+        self.confinement.prepare(self.lab)
         self.proc: subprocess.Popen | None = None
         self.stderr_path = Path(tempfile.gettempdir()) / f"vmlab-worker-{os.getpid()}.stderr"
         self.restarts = 0
-
-    def _command(self) -> list[str]:
-        return [sys.executable, "-I", "-c",
-                "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, '.');"
-                " from vmlab.worker import main; main()",
-                str(Path(__file__).resolve().parents[1])]
+        self.broken: WorkerFailure | None = None  # a start that failed: every call fails so
 
     def start(self) -> None:
+        if self.broken is not None:
+            raise self.broken
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
                "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
-        self.stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - lives as long as the worker
-        self.proc = subprocess.Popen(self._command(), cwd=self.lab, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, preexec_fn=_limits)
-        ready = self._read(self.timeout + 10)
+        # truncated at each start: a file-size limit counts what a dead worker left in it
+        self.stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - lives as long as the worker
+        command, cwd = self.confinement.command(self.lab,
+                                                json.dumps(self.confinement.worker_config()))
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr,
+                                     start_new_session=True)
+        LIVE.add(self.proc.pid)
+        try:
+            ready = self._read(self._wait(START_TIME))
+        except WorkerFailure as e:
+            self.stop()
+            detail = ("importing your code did not finish in time (an endless loop at import?)"
+                      if e.kind == "timeout" else
+                      "the worker exited while importing your code (sys.exit or os._exit at "
+                      "import, or out of memory?)" if e.kind == "crash" else e.detail)
+            self.broken = WorkerFailure("start", detail)
+            raise self.broken from None
         if ready.get("result", {}).get("ready") is not True:
-            raise WorkerFailure("start", "the worker did not start")
+            self.stop()
+            self.broken = WorkerFailure("start", "the worker did not start")
+            raise self.broken
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -94,17 +102,31 @@ class Worker:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
+            LIVE.discard(self.proc.pid)
             for f in (self.proc.stdin, self.proc.stdout):
                 if f is not None:
                     f.close()
             self.stderr.close()
             self.proc = None
+            self.confinement.sweep()
+
+    def close(self) -> None:
+        """Stop for good: the worker, what it left behind, and its output file."""
+        self.stop()
+        self.confinement.sweep()
+        self.stderr_path.unlink(missing_ok=True)
+
+    def _wait(self, seconds: float) -> float:
+        """`seconds`, or less if the run's deadline comes first (never less than a second)."""
+        if self.deadline is None:
+            return seconds
+        return max(1.0, min(seconds, self.deadline - time.monotonic()))
 
     def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
     def call(self, probe: str, args: dict, timeout: float | None = None) -> dict:
         """Run one probe; its result, or StudentError, or WorkerFailure (worker restarted)."""
@@ -115,7 +137,7 @@ class Worker:
         try:
             self.proc.stdin.write((json.dumps({"probe": probe, "args": args}) + "\n").encode())
             self.proc.stdin.flush()
-            answer = self._read(timeout or self.timeout)
+            answer = self._read(self._wait(timeout or self.timeout))
         except WorkerFailure:
             self.restarts += 1
             self.stop()
