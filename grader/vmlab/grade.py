@@ -71,6 +71,10 @@ def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_out
         data.setdefault("extra_data", {})["sandbox"] = confinement.report()
         data["output"] = "\n\n".join(x for x in (data.get("output", ""), sandbox) if x)
 
+    # a valid results.json from the start: should the grading process be killed, this is what
+    # Gradescope finds
+    write_error_results(out, "Grading did not finish: the grading process was stopped before "
+                        "it could write the results. Tell the course staff.")
     try:
         worker = Worker(lab, timeout=rubric.example_time_limit, confinement=confinement,
                         deadline=start + rubric.time_limit)

@@ -8,9 +8,13 @@ only read, never changed.
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
+import stat
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UsageError
@@ -28,22 +32,46 @@ def _candidates(names: list[str], wanted: str) -> list[str]:
     return sorted((n for n in names if n.rsplit("/", 1)[-1] == base), key=len)
 
 
-def _listing(submission: Path) -> dict[str, bytes | Path]:
+def _listing(submission: Path) -> dict[str, Callable[[], bytes]]:
+    """The submission's Python files, each with a way to read it: only the few files taken
+    are ever read, so a zip of many large files costs nothing. Symbolic links are passed over
+    (one could point at anything on the grading machine), and so are files over MAX_FILE."""
     if submission.is_dir():
-        return {str(p.relative_to(submission)).replace("\\", "/"): p
-                for p in submission.rglob("*.py") if p.is_file() and ".venv" not in p.parts
-                and "__pycache__" not in p.parts}
-    if zipfile.is_zipfile(submission):
-        out: dict[str, bytes | Path] = {}
-        with zipfile.ZipFile(submission) as z:
-            for info in z.infolist():
-                if info.filename.endswith(".py") and not info.is_dir() and \
-                        "__MACOSX" not in info.filename and info.file_size <= MAX_FILE:
-                    out[info.filename] = z.read(info)
+        out: dict[str, Callable[[], bytes]] = {}
+        for folder, dirs, names in os.walk(submission):  # links to folders are not entered
+            dirs[:] = [d for d in dirs if d not in (".venv", "__pycache__", ".git")]
+            for name in names:
+                path = Path(folder) / name
+                if name.endswith(".py") and not path.is_symlink() and path.is_file():
+                    rel = path.relative_to(submission).as_posix()
+                    out[rel] = functools.partial(_read_file, path)
         return out
+    if zipfile.is_zipfile(submission):
+        with zipfile.ZipFile(submission) as z:
+            return {info.filename: functools.partial(_read_member, submission, info.filename)
+                    for info in z.infolist()
+                    if info.filename.endswith(".py") and not info.is_dir()
+                    and "__MACOSX" not in info.filename and info.file_size <= MAX_FILE
+                    and not _is_link(info)}
     if submission.exists():
         raise UsageError(f"submission {submission}: neither a folder nor a zip file.")
     raise UsageError(f"submission {submission}: no such file or folder.")
+
+
+def _read_file(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(MAX_FILE + 1)
+
+
+def _read_member(archive: Path, name: str) -> bytes:
+    """A member of a zip, read no further than MAX_FILE + 1 bytes whatever its header claims
+    (a zip bomb's header lies about its size)."""
+    with zipfile.ZipFile(archive) as z, z.open(name) as f:
+        return f.read(MAX_FILE + 1)
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
 
 
 def assemble(submission: Path, handout: Path, editable: tuple[str, ...],
@@ -62,11 +90,10 @@ def assemble(submission: Path, handout: Path, editable: tuple[str, ...],
         if not found:
             missing.append(wanted)
             continue
-        source = files[found[0]]
-        data = source.read_bytes() if isinstance(source, Path) else source
+        data = files[found[0]]()
         if len(data) > MAX_FILE:
-            raise UsageError(f"submission {submission}: {found[0]} is {len(data)} bytes; a "
-                             f"VMM file over {MAX_FILE} bytes is not a VMM file.")
+            raise UsageError(f"submission {submission}: {found[0]} is over {MAX_FILE} bytes; "
+                             f"a VMM file that large is not a VMM file.")
         (dest / wanted).write_bytes(data)
         taken.append(found[0])
     return dest, taken, missing
