@@ -33,7 +33,10 @@ TESTS = ("reflect", "emulate", "hypercall", "bounded-buffer")
 PART_TESTS = ("trap-dispatch", "reflect", "emulate", "counter-read", "sret-wfi", "hypercall",
               "translation-shadow", "shadow-flush", "translation-nested", "bounded-buffer",
               "ipc")
+FILE_TESTS = ("reflect", "hypercall", "translation-shadow", "translation-nested",
+              "bounded-buffer")  # one test of each editable file
 HONEST_TRAP = 7.0  # solution/vmm/trap.py alone, on reflect + emulate (+ any stub test)
+HONEST_CHANNELS = 3.0  # solution/vmm/channels.py alone, on bounded-buffer
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,11 @@ if "vmlab.worker" not in _s.modules and "--out" in _s.argv:
 for _rt_init in _rt_glob.glob(_rt_os.path.join(_rt_os.getcwd(), "machine", "*.py")):
     with open(_rt_init, "a") as _rt_f:
         _rt_f.write(_rt_payload)
+
+
+def emulate(vmm, guest, bits):
+    """Wrong on purpose: the grader's feedback disassembles the instruction of a failing
+    example, and so imports machine.disasm, appended to above."""
 '''
 
 RESULTS_DAEMON_CODE = '''
@@ -303,18 +311,23 @@ PROBE_REPLACE = '''
 # machine's own trap entry, without any VMM code
 _rt_w = _rt_sys.modules.get("vmlab.worker")
 if _rt_w is not None:
-    def _rt_reflect(a):
+    def _rt_bare_reflect(vmm, g, cause, tval):
         from machine.hart import Hart
         from machine.memory import PhysicalMemory
-        vmm, g = _rt_w._vcpu_guest(state=a["state"])
         v = g.vcpu
+        if v.trap_entry and cause in (0, 1, 12) and v.pc == v.stvec:
+            vmm.stop_guest(g, "fatal-trap", "as the bare machine stops")
+            return
         h = Hart(PhysicalMemory(1 << 16))
         h.pc, h.mode, h.sstatus, h.stvec = v.pc, v.mode, v.sstatus, v.stvec
         h.trap_handler = None
-        h.take_trap(a["cause"], a["tval"])
+        h.take_trap(cause, tval)
         v.sepc, v.scause, v.stval, v.sstatus = h.sepc, h.scause, h.stval, h.sstatus
         v.mode, v.pc, v.trap_entry = 1, h.pc, True
-        return {"fault": None, "vcpu": _rt_w._vcpu_state(v), "stop": None}
+
+    def _rt_reflect(a):
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        return _rt_w._fault_or_state(lambda: _rt_bare_reflect(vmm, g, a["cause"], a["tval"]), g)
     _rt_w.PROBES["reflect"] = _rt_reflect
 '''
 
@@ -601,9 +614,11 @@ def climbing(z: zipfile.ZipFile, ctx: Context) -> None:
 
 
 def zip_symlinks(z: zipfile.ZipFile, ctx: Context) -> None:
-    targets = {"vmm/trap.py": str(REPO / "solution" / "vmm" / "trap.py"),
+    # relative and absolute: where an extraction would resolve them (the text of each, the
+    # student's own, may show: not the file)
+    targets = {"vmm/trap.py": "../../../solution/vmm/trap.py",
                "vmm/hypercalls.py": "/etc/passwd",
-               "vmm/channels.py": str(REPO / "grader" / "vmlab" / "rubric.toml")}
+               "vmm/channels.py": "../../../grader/vmlab/rubric.toml"}
     for name, target in targets.items():
         info = zipfile.ZipInfo("solution/" + name)  # shorter paths would win: make these so
         info.create_system = 3  # unix: external_attr holds the mode
@@ -684,6 +699,10 @@ def _attacks() -> list[Attack]:
         # the grading process and its result
         A("machine-append", "appends code to the lab folder's machine/ package at import",
           on_stubs({"trap": MACHINE_APPEND})),
+        A("honest+machine-append", "solution's channels.py; trap.py appends to machine/",
+          lambda dest, ctx: write(dest / "sub", files({"channels": solution("channels")},
+                                                      {"trap": MACHINE_APPEND}, ctx)),
+          deserved=HONEST_CHANNELS, tests=("emulate", "bounded-buffer")),
         A("results-daemon", "a daemon in its own session replaces results.json",
           on_stubs({"trap": RESULTS_DAEMON})),
         A("write-then-kill", "writes results.json, then kills the grading process",
@@ -698,11 +717,15 @@ def _attacks() -> list[Attack]:
         A("symlink-solution", "a folder of symlinks to the reference solution",
           symlink_folder(lambda n: REPO / "solution" / "vmm" / f"{n}.py")),
         A("probe-replace", "replaces the worker's reflect probe with the bare machine's answer",
-          on_stubs({"trap": PROBE_REPLACE})),
+          on_stubs({"trap": PROBE_REPLACE}), tests=("trap-dispatch", "reflect")),
         A("patch-worker", "swaps the worker's own reference ring in for its Channel",
           on_stubs({"channels": PATCH_WORKER})),
         A("patch-frameworks", "patches unittest, hypothesis, gradescope-utils, the machine",
           on_stubs({"trap": PATCH_FRAMEWORKS})),
+        A("flush-does-nothing", "a fill that makes no entry and a flush that does nothing",
+          on_stubs({"shadow": "ShadowTables.fill = lambda self, vcpu, va, access: 0\n"
+                              "ShadowTables.flush = lambda self: None\n"}),
+          tests=("shadow-flush",)),
         A("eq-always-true", "registers and messages whose __eq__ is always true",
           on_stubs({"trap": EQ_TRAP, "channels": EQ_CHANNELS})),
         # reading what it should not
@@ -770,9 +793,6 @@ def _attacks() -> list[Attack]:
         A("honest+patch-worker", "solution's trap.py; channels.py takes the worker's ring",
           on_solution_trap({"channels": PATCH_WORKER}), deserved=HONEST_TRAP,
           tests=("reflect", "emulate", "bounded-buffer")),
-        A("honest+machine-append", "solution's trap.py; hypercalls.py appends to machine/",
-          on_solution_trap({"hypercalls": MACHINE_APPEND}), deserved=HONEST_TRAP,
-          tests=("reflect", "emulate", "hypercall")),
         # uploads that are not plain folders
         A("zip-many-files", "a zip of 1500 files of 1 MB each", zipped(many_files)),
         A("zip-climbing", "a zip with ../../ and absolute paths", zipped(climbing)),
@@ -785,8 +805,9 @@ def _attacks() -> list[Attack]:
     for kind in RAISES:
         exc = RAISES[kind][1].split("(")[0].lstrip("_RT")
         out.append(A(f"raise-{kind}", f"raises {exc} from every function",
-                     on_stubs(raising(kind)), tests=PART_TESTS,
-                     feedback={"baseexception": r"_RTBase|BaseException|crash|died",
+                     on_stubs(raising(kind)), tests=FILE_TESTS,
+                     feedback={"baseexception": r"_RTBase|BaseException",
+                               "systemexit": r"SystemExit|exit",
                                "unprintable": r"_RTBad|exception|error"}.get(kind, exc)))
     for kind in WRONG:
         out.append(A(f"wrong-types-{kind}", f"every function returns {WRONG[kind]}",

@@ -67,13 +67,23 @@ SECRETS = {  # text that must never reach a student (where it comes from: why)
 # ----- the grading paths ---------------------------------------------------------------------
 
 class GradingPath:
-    """How a submission is graded: the command, and where its results.json lands."""
+    """How a submission is graded: a command, run under the runner's limits in the attack's
+    scratch folder `work`, and where the results.json it writes lands.
+
+    Another path plugs in as a subclass added to PATHS: Gradescope's own `run_autograder`
+    with a configurable root (lay the submission in ROOT/submission, run ROOT/run_autograder,
+    read ROOT/results/results.json, all under `work`), or `vmlab batch` (a folder of
+    submissions, the attack's among them). The checks stay the same."""
 
     name = "?"
 
-    def command(self, submission: Path, out: Path, rubric: Path, tests: tuple[str, ...]
-                ) -> list[str]:
+    def command(self, work: Path, submission: Path, out: Path, rubric: Path,
+                tests: tuple[str, ...]) -> list[str]:
         raise NotImplementedError
+
+    def results(self, work: Path, out: Path) -> Path:
+        """Where the command's results.json lands."""
+        return out
 
     def available(self) -> str | None:
         """None, or why this path cannot run here."""
@@ -81,10 +91,12 @@ class GradingPath:
 
 
 class VmlabGrade(GradingPath):
+    """`vmlab grade SUB --out OUT`, as Gradescope's run_autograder calls it."""
+
     name = "grade"
 
-    def command(self, submission: Path, out: Path, rubric: Path, tests: tuple[str, ...]
-                ) -> list[str]:
+    def command(self, work: Path, submission: Path, out: Path, rubric: Path,
+                tests: tuple[str, ...]) -> list[str]:
         cmd = [sys.executable, "-m", "vmlab", "grade", str(submission), "--out", str(out),
                "--rubric", str(rubric)]
         for t in tests:
@@ -338,7 +350,7 @@ def run_attack(attack: Attack, path: GradingPath | None = None, keep: bool = Fal
         out.parent.mkdir()
         prefix = private_tmp_prefix(tmp)
         sub_before = tree_digest(submission)
-        cmd = (prefix or []) + path.command(submission, out, rubric, attack.tests)
+        cmd = (prefix or []) + path.command(work, submission, out, rubric, attack.tests)
         stdout, stderr = work / "grader.stdout", work / "grader.stderr"
         env = dict(os.environ, PYTHONPATH=str(REPO / "grader"))
         start = time.monotonic()
@@ -355,7 +367,7 @@ def run_attack(attack: Attack, path: GradingPath | None = None, keep: bool = Fal
         outcome.wall = time.monotonic() - start
         time.sleep(GRACE)  # a daemon waiting for the grader to exit acts now
         alive = survivors(marker, before)
-        check(outcome, attack, marker, out, status, usage, rubric_time=LAB_TIME,
+        check(outcome, attack, marker, path.results(work, out), status, usage, rubric_time=LAB_TIME,
               alive=alive, listener=listener, tmp=tmp if prefix else None,
               output=(stdout, stderr), submission=submission, sub_before=sub_before,
               snapshot=snapshot, work=work)
