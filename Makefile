@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench sensitivity lint handout clean system-deps
+.PHONY: demo test bench sensitivity lint handout clean system-deps redteam
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: $(STAMP)
 # (about five minutes for 8 seeds, here).
 sensitivity: $(STAMP)
 	$(BIN)/python bench/sensitivity.py --seeds 8
+
+# Hostile submissions (tests/redteam/) graded as Gradescope grades them: a table of each attack,
+# the score it got and deserved, the wall time and the sandbox's layers. Run as root (as on
+# Gradescope and in CI) it gives each run a private /tmp. A few minutes on 2 cores (three
+# attacks at once: most of their time is the grader waiting on a hung worker).
+redteam: $(STAMP) system-deps
+	$(BIN)/python -m tests.redteam.run -j 3
 
 handout: $(STAMP)
 	$(BIN)/vmlab build handout
