@@ -65,6 +65,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.stderr_path = Path(tempfile.gettempdir()) / f"vmlab-worker-{os.getpid()}.stderr"
         self.restarts = 0
+        self.seq = 0  # the number of the last request: each answer must carry it
         self.broken: WorkerFailure | None = None  # a start that failed: every call fails so
 
     def start(self) -> None:
@@ -135,9 +136,14 @@ class Worker:
             self.start()
         assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write((json.dumps({"probe": probe, "args": args}) + "\n").encode())
+            self.seq += 1
+            request = {"probe": probe, "args": args, "seq": self.seq}
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
             answer = self._read(self._wait(timeout or self.timeout))
+            if answer.get("seq") != self.seq:
+                raise WorkerFailure("garbled", "an answer to another request (something "
+                                    "wrote to the worker's channel)")
         except WorkerFailure:
             self.restarts += 1
             self.stop()

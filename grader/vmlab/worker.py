@@ -651,6 +651,7 @@ def trimmed_traceback(exc: BaseException) -> str:
 
 def serve(requests: Any, answers: Any) -> None:
     for line in requests:
+        request = None
         try:
             request = json.loads(line)
             probe = PROBES[request["probe"]]
@@ -673,7 +674,15 @@ def serve(requests: Any, answers: Any) -> None:
                 answer = {"ok": False, "error": {"type": type(e).__name__,
                                                  "message": str(e)[:2000],
                                                  "traceback": trimmed_traceback(e)[-6000:]}}
-        answers.write(json.dumps(answer) + "\n")
+        if isinstance(request, dict):  # the request's number: a stray line is not an answer
+            answer["seq"] = request.get("seq")
+        try:
+            text = json.dumps(answer)
+        except (TypeError, ValueError, RecursionError) as e:  # a hook returned what JSON lacks
+            text = json.dumps({"ok": False, "seq": answer.get("seq"), "error": {
+                "type": type(e).__name__, "traceback": "",
+                "message": f"your code returned a value of the wrong type ({e})"[:2000]}})
+        answers.write(text + "\n")
         answers.flush()
 
 
