@@ -169,12 +169,11 @@ class Worker:
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 raise WorkerFailure("timeout", f"no answer within {timeout:g} s: an endless "
-                                               "loop in the VMM's Python code?")
+                                               "loop, or an endless recursion, in the VMM's "
+                                               "Python code?")
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                code = self.proc.wait()
-                raise WorkerFailure("crash", f"the worker exited with status {code} "
-                                             "(out of memory, or the VMM called exit?)")
+                raise WorkerFailure("crash", _death(self.proc.wait()))
             line += chunk
             if len(line) > MAX_ANSWER:
                 raise WorkerFailure("flood", "the worker's answer was too long")
@@ -185,6 +184,20 @@ class Worker:
         if answer is None or shape_error(answer, ANSWER_SHAPE):
             raise WorkerFailure("garbled", "the worker's answer was not valid")
         return answer
+
+
+def _death(status: int) -> str:
+    """What a worker's exit status says of how it died, in the student's terms."""
+    if status >= 0:
+        return (f"the worker exited with status {status}: your code called sys.exit or "
+                "os._exit, or killed its own process")
+    why = {signal.SIGKILL: "was killed (it used more than its CPU time or memory, or your code "
+                           "killed its own process)",
+           signal.SIGSEGV: "crashed with a segmentation fault (a recursion too deep for the "
+                           "C stack?)",
+           signal.SIGXCPU: "stopped: it used up its CPU time",
+           signal.SIGXFSZ: "stopped: it wrote more output than a worker may"}
+    return f"the worker {why.get(-status, f'died of signal {-status}')}"
 
 
 def check_shape(result: dict, shape: dict, probe: str) -> Any:

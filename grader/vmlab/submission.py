@@ -14,6 +14,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,7 +91,12 @@ def assemble(submission: Path, handout: Path, editable: tuple[str, ...],
         if not found:
             missing.append(wanted)
             continue
-        data = files[found[0]]()
+        try:
+            data = files[found[0]]()
+        except (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+                zlib.error) as e:  # a damaged, encrypted or oddly compressed member
+            raise UsageError(f"submission {submission}: {found[0]} cannot be read ({e}); "
+                             "make the zip again and upload it again.") from None
         if len(data) > MAX_FILE:
             raise UsageError(f"submission {submission}: {found[0]} is over {MAX_FILE} bytes; "
                              f"a VMM file that large is not a VMM file.")

@@ -279,6 +279,9 @@ _rt_forge(_rt_out())
 _rt_os.kill(_rt_os.getppid(), _rt_signal.SIGKILL)
 '''
 
+# a kill the sandbox lets happen, or one it refuses: the feedback says which
+KILLED = r"crash|died|killed|exit|not permitted|No such process"
+
 KILL_GRADER = '''
 import signal as _rt_signal
 _rt_os.kill(_rt_os.getppid(), _rt_signal.SIGKILL)
@@ -309,7 +312,9 @@ for _rt_path in _rt_found:
 PROBE_REPLACE = '''
 # the worker runs the harness in this process: answer its reflect probe with the bare
 # machine's own trap entry, without any VMM code
-_rt_w = _rt_sys.modules.get("vmlab.worker")
+# the worker: imported as a module, or run as a script (then it is __main__)
+_rt_w = next((m for m in (_rt_sys.modules.get("vmlab.worker"), _rt_sys.modules.get("__main__"))
+             if hasattr(m, "PROBES")), None)
 if _rt_w is not None:
     def _rt_bare_reflect(vmm, g, cause, tval):
         from machine.hart import Hart
@@ -333,7 +338,9 @@ if _rt_w is not None:
 
 PATCH_WORKER = '''
 # the worker's own reference ring, in place of this file's stub Channel
-_rt_w = _rt_sys.modules.get("vmlab.worker")
+# the worker: imported as a module, or run as a script (then it is __main__)
+_rt_w = next((m for m in (_rt_sys.modules.get("vmlab.worker"), _rt_sys.modules.get("__main__"))
+             if hasattr(m, "PROBES")), None)
 if _rt_w is not None:
     _rt_ring = _rt_w.PROBES["ring"]
     def _rt_probe_ring(a):
@@ -706,11 +713,12 @@ def _attacks() -> list[Attack]:
         A("results-daemon", "a daemon in its own session replaces results.json",
           on_stubs({"trap": RESULTS_DAEMON})),
         A("write-then-kill", "writes results.json, then kills the grading process",
-          on_stubs({"trap": WRITE_THEN_KILL}), feedback=r"crash|died|killed|exit"),
+          on_stubs({"trap": WRITE_THEN_KILL}),
+          feedback=KILLED + r"|No such file|Read-only"),
         A("kill-grader", "kills the grading process at import",
-          on_stubs({"trap": KILL_GRADER}), feedback=r"crash|died|killed|exit"),
+          on_stubs({"trap": KILL_GRADER}), feedback=KILLED),
         A("kill-group", "kills the grader's process group and its own from a handler",
-          on_stubs({"trap": KILL_GROUP}), feedback=r"crash|died|killed|exit"),
+          on_stubs({"trap": KILL_GROUP}), feedback=KILLED),
         # answers from elsewhere
         A("exec-solution", "stubs that exec the reference solution found on the machine",
           on_stubs({n: EXEC_SOLUTION for n in EDITABLE})),
