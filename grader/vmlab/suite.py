@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import io
+import json
+import re
 import time
 import unittest
 import warnings
@@ -38,6 +41,25 @@ class PartMissing(BaseException):
 
 
 MIN_EXAMPLES = 10  # a test runs at least these, however late, so that no verdict is empty
+FINGERPRINT_BYTES = 4  # 8 hex digits: enough to tell two environments' examples apart
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # a default repr's address differs between runs
+
+
+class Fingerprint:
+    """A short hash of the examples a test drew, in order, so that a student and course staff
+    can see whether two environments (vmlab check, Gradescope, a TA's batch) drew the same
+    ones: the same seed and the same hypothesis give the same fingerprint."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
+        self.count = 0
+
+    def add(self, example: object) -> None:
+        self.digest.update(ADDRESS.sub("", repr(example)).encode("utf-8", "replace") + b"\0")
+        self.count += 1
+
+    def hex(self) -> str:
+        return self.digest.hexdigest()
 
 
 class TimeUp(BaseException):
@@ -78,10 +100,13 @@ def grading_settings(examples: int) -> settings:
                     stateful_step_count=15, report_multiple_bugs=False)
 
 
-def run_property(prop: Property, test: Test, worker: Any,
-                 deadline: float | None = None) -> tuple[int, BaseException | None, list[str]]:
-    """Run one property: (examples run, the failure or None, hypothesis's notes)."""
+def run_property(prop: Property, test: Test, worker: Any, deadline: float | None = None,
+                 fingerprint: Fingerprint | None = None,
+                 ) -> tuple[int, BaseException | None, list[str]]:
+    """Run one property: (examples run, the failure or None, hypothesis's notes); each example
+    goes into `fingerprint`."""
     pin_constants()
+    prints = fingerprint if fingerprint is not None else Fingerprint()
     ran = [0]
     failures: list[BaseException] = []  # every failure seen, shrinking included
     Counterexample.made = failures
@@ -93,6 +118,7 @@ def run_property(prop: Property, test: Test, worker: Any,
 
     def check(example: object) -> None:
         guard()
+        prints.add(example)
         try:
             prop.check(example, worker)
         except StudentError as e:
@@ -111,7 +137,7 @@ def run_property(prop: Property, test: Test, worker: Any,
                 # seeded as the others are (hypothesis copies the seed from the machine's
                 # class): derandomized, the visible and the hidden test would run the same
                 # examples, whatever the rubric's seeds
-                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard)))
+                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard, prints)))
                 run_state_machine_as_test(machine, settings=grading_settings(test.examples))
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
@@ -134,12 +160,13 @@ class _Guarded:
     """The worker, counting each call of a stateful test as an example for the time limit and
     turning a stub's NotImplementedError into PartMissing."""
 
-    def __init__(self, worker: Any, guard: Callable[[], None]) -> None:
-        self.worker, self.guard = worker, guard
+    def __init__(self, worker: Any, guard: Callable[[], None], prints: Fingerprint) -> None:
+        self.worker, self.guard, self.prints = worker, guard, prints
 
     def call(self, probe: str, args: dict) -> dict:
         if probe == "ipc_start":
             self.guard()
+        self.prints.add((probe, json.dumps(args, sort_keys=True, default=repr)))
         try:
             return self.worker.call(probe, args)
         except StudentError as e:
@@ -176,16 +203,26 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
         # walking it while this test allocates
         gc.collect()
         gc.freeze()
-        ran, failure, notes = run_property(prop, test, worker, deadline)
+        prints = Fingerprint()
+        ran, failure, notes = run_property(prop, test, worker, deadline, prints)
         log(f"{test.id}: {ran} examples, {time.monotonic() - start:.1f} s, "
-            f"{'passed' if failure is None else 'failed'}")
+            f"{'passed' if failure is None else 'failed'}, examples {prints.hex()}")
+        # gradescope.py puts it in the test's extra_data; the line below shows it to students
+        self.extra_data = {"examples": ran, "fingerprint": prints.hex()}
+        drawn = (f"Examples fingerprint: `{prints.hex()}` (seed {test.seed}, "
+                 f"{ran} examples run).")
+        if not test.visible:  # a hidden test's seed is not for students
+            drawn = drawn.replace(f"seed {test.seed}, ", "")
         if isinstance(failure, TimeUp):
             print(f"Stopped after {ran} of {test.examples} examples: the test's share of "
                   f"the time ({deadline - start:.0f} s) passed. Judged on those; none failed.")
+            print(drawn)
             return
         if failure is not None:
-            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible))
+            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible)
+                                  + "\n\n" + drawn)
         print(f"Passed on {ran} generated examples.")
+        print(drawn)
 
     method.__doc__ = f"{prop.title} [{test.id}]"
     method = weight(test.weight)(method)
