@@ -69,12 +69,24 @@ class TimeUp(BaseException):
 def pin_constants() -> None:
     """Hypothesis mixes into its examples the constants it finds in every local module the process
     has imported, so the same seed gave different examples under `vmlab grade`, `vmlab check` and
-    pytest. Draw them from the grader's own strategies and properties only, the same everywhere."""
+    pytest. Draw them from the grader's own strategies and properties only, the same everywhere.
+
+    The order of the pool matters too (an example takes the constant at a drawn index), and
+    hypothesis's own order depended on its cache in .hypothesis/constants/: read from that cache
+    the constants come sorted, computed afresh (a first run, every Gradescope container) they
+    come in the order of the source, so one example in a hundred differed between the two. The
+    pool is put in the cached order always, and its strings sorted (a set of strings iterates in
+    an order that changes with the process's hash seed)."""
     import importlib
     import pkgutil
     try:  # internals of the pinned hypothesis (pyproject.toml); absent in others
         from hypothesis.internal.conjecture import providers
-        from hypothesis.internal.constants_ast import Constants, constants_from_module
+        from hypothesis.internal.constants_ast import (
+            Constants,
+            _constants_file_str,
+            _constants_from_source,
+            constants_from_module,
+        )
         providers._get_local_constants  # noqa: B018 - its absence means nothing to pin
     except (ImportError, AttributeError):
         return
@@ -85,9 +97,19 @@ def pin_constants() -> None:
         names = sorted(m.name for m in pkgutil.iter_modules(package.__path__))
         for module in [package] + [importlib.import_module(f"{package.__name__}.{n}")
                                    for n in names]:
-            pinned |= constants_from_module(module)
+            found = constants_from_module(module)
+            # as hypothesis reads it back from its cache: the same whether or not it was cached
+            pinned |= _constants_from_source(_constants_file_str(found), limit=True)
+    pinned.strings = _SortedSet(pinned.strings)
     providers._get_local_constants = lambda: pinned
     providers.CONSTANTS_CACHE.cache.clear()
+
+
+class _SortedSet(set):
+    """A set that iterates in sorted order, whatever the hash seed."""
+
+    def __iter__(self):  # noqa: ANN204 - set's own signature
+        return iter(sorted(set.__iter__(self)))
 
 
 def grading_settings(examples: int) -> settings:
