@@ -393,3 +393,18 @@ def test_lab_md_says_how_each_parts_points_split():
         visible = sum(t.weight for t in RUBRIC.tests if t.part == part and t.visible)
         hidden = sum(t.weight for t in RUBRIC.tests if t.part == part and not t.visible)
         assert table[part] == (visible, hidden, visible + hidden), part
+
+
+def test_the_fingerprint_is_the_same_whatever_the_hash_seed():
+    """A whole-guest example holds a frozenset of strings, whose repr changes with the
+    process's hash seed; the fingerprint must not (Gradescope, a student and a TA each run
+    their own process)."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from vmlab.suite import canonical;"
+              "x = {'features': frozenset(f'f{i}' for i in range(20)), 'n': (1, [2, b'3'])};"
+              "print(canonical(x)); print(repr(x))")
+    runs = [subprocess.run([sys.executable, "-c", script, str(REPO / "grader")],
+                           capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.splitlines()
+            for seed in ("1", "2")]
+    assert runs[0][1] != runs[1][1]  # repr alone would differ
+    assert runs[0][0] == runs[1][0]

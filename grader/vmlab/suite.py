@@ -9,6 +9,7 @@ runs past its time limit stops generating and is judged on the examples it ran, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import io
@@ -55,11 +56,27 @@ class Fingerprint:
         self.count = 0
 
     def add(self, example: object) -> None:
-        self.digest.update(ADDRESS.sub("", repr(example)).encode("utf-8", "replace") + b"\0")
+        self.digest.update(canonical(example).encode("utf-8", "replace") + b"\0")
         self.count += 1
 
     def hex(self) -> str:
         return self.digest.hexdigest()
+
+
+def canonical(value: object) -> str:
+    """`repr(value)` made the same in every process: a set's members sorted (a set of strings
+    iterates in an order that changes with the hash seed), no object addresses."""
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{canonical(k)}: {canonical(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(canonical(v) for v in value) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ", ".join(f"{f.name}={canonical(getattr(value, f.name))}"
+                           for f in dataclasses.fields(value))
+        return f"{type(value).__name__}({fields})"
+    return ADDRESS.sub("", repr(value))
 
 
 class TimeUp(BaseException):
@@ -188,7 +205,7 @@ class _Guarded:
     def call(self, probe: str, args: dict) -> dict:
         if probe == "ipc_start":
             self.guard()
-        self.prints.add((probe, json.dumps(args, sort_keys=True, default=repr)))
+        self.prints.add((probe, json.dumps(args, sort_keys=True, default=canonical)))
         try:
             return self.worker.call(probe, args)
         except StudentError as e:
