@@ -15,6 +15,7 @@ import typer
 
 from . import labroot
 from .errors import UsageError, fail
+from .rubric import Rubric
 
 
 def check(
@@ -49,9 +50,9 @@ def check(
     raise typer.Exit(1 if failed else 0)
 
 
-def hidden_only_on_autograder(test_id: str, rubric: object) -> str:
+def hidden_only_on_autograder(test_id: str, rubric: Rubric) -> str:
     """Why `vmlab check --test x-hidden` runs nothing, and what the hidden tests add."""
-    visible = [t.id for t in getattr(rubric, "tests", ()) if t.visible]
+    visible = [t.id for t in rubric.tests if t.visible]
     base = test_id.removesuffix("-hidden")
     twin = f" Its visible twin is `vmlab check --test {base}`." if base in visible else ""
     return (f"{test_id!r} is a hidden test: hidden tests run only on the autograder "
