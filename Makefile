@@ -1,10 +1,10 @@
-# vmlab: `make demo` and `make test` work on a fresh machine with Python 3.10+ and make.
+# vmlab: `make demo` and `make test` work on a fresh machine with Python 3.11+ and make.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench sensitivity lint handout clean system-deps redteam
+.PHONY: demo test bench sensitivity lint handout autograder clean system-deps redteam
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ redteam: $(STAMP) system-deps
 
 handout: $(STAMP)
 	$(BIN)/vmlab build handout
+
+# The zip to upload as the assignment's autograder on Gradescope; the hidden tests' seeds come
+# from the course offering's secret: `make autograder VMLAB_SECRET=...` (or export it).
+autograder: $(STAMP)
+	$(BIN)/vmlab build autograder
 
 lint: $(STAMP)
 	$(BIN)/ruff check solution grader tests bench

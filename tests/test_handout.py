@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 from vmlab import build as build_verb
 from vmlab.cli import app
-from vmlab.handout import BuildError, differences, generate, write
+from vmlab.handout import PRISTINE, STAFF_ONLY, BuildError, differences, generate, write
+from vmlab.rubric import load as load_rubric
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "solution"
@@ -100,14 +101,26 @@ def test_the_check_option_agrees(monkeypatch, tmp_path):
 
 
 def test_the_handout_carries_the_vmlab_tool_unchanged():
+    """Every module a student runs, byte for byte; not the staff's (handout.STAFF_ONLY); and
+    the rubric with its visible tests only (tests/test_autograder.py checks what it lacks)."""
+    from fnmatch import fnmatch
     tool = REPO / "grader" / "vmlab"
     files = generate(SOLUTION)
     shipped = {rel.removeprefix("tools/vmlab/"): data for rel, data in files.items()
                if rel.startswith("tools/vmlab/")}
-    assert {"cli.py", "check.py", "worker.py", "rubric.toml"} <= set(shipped)
+    assert {"cli.py", "check.py", "submit.py", "worker.py", "rubric.toml"} <= set(shipped)
     for rel, data in shipped.items():
-        assert data == (tool / rel).read_bytes(), rel
+        if rel != "rubric.toml":
+            assert data == (tool / rel).read_bytes(), rel
+    staff = [p.relative_to(tool).as_posix() for p in tool.rglob("*") if p.is_file()
+             and "__pycache__" not in p.parts
+             and any(fnmatch(part, pattern) for part in p.relative_to(tool).parts
+                     for pattern in STAFF_ONLY)]
+    assert "autograder.py" in staff and "offering.py" in staff
+    assert not set(staff) & set(shipped)
     assert b'vmlab = "vmlab.cli:main"' in files["tools/pyproject.toml"]
+    for rel in load_rubric().editable:  # the stubs as handed out, for grading an upload
+        assert files[f"{PRISTINE}/{rel}"] == files[rel]
 
 
 def test_unmarked_files_are_copied_unchanged():

@@ -1,4 +1,5 @@
-"""`vmlab build handout [--check]`: make handout/ from solution/ (course staff).
+"""`vmlab build handout [--check]`: make handout/ from solution/; `vmlab build autograder`:
+the zip for Gradescope (autograder.py). Course staff only.
 
 Every file of solution/ is copied to handout/, except caches and what solution/.handoutignore
 lists; in the Python files each student part (between `# BEGIN STUDENT PART name` and
@@ -72,3 +73,32 @@ def _shown(path: Path) -> str:
         return f"{path.relative_to(REPO)}/"
     except ValueError:
         return f"{path}/"
+
+
+@app.command("autograder")
+def autograder(
+    secret: str = typer.Option(None, "--secret", help="the course offering's secret, from which "
+                               "the hidden tests' seeds are derived (default: $VMLAB_SECRET)",
+                               show_default=False),
+    out: Path = typer.Option(REPO / "build" / "vmlab-autograder.zip", "--out",
+                             help="the zip to write"),
+) -> None:
+    """Make the zip Gradescope takes: setup.sh, run_autograder, the grader with every test, and
+    the pristine handout; never the solution."""
+    from . import autograder as zipper
+    from . import offering
+    from .errors import UsageError
+    try:
+        files = zipper.build(SOLUTION, out, offering.secret_from(secret))
+    except (UsageError, generator.BuildError, OSError) as err:
+        raise fail(f"cannot build the autograder: {err}") from None
+    sys.stderr.write(f"vmlab: wrote {_shown_file(out)}: {len(files)} files (setup.sh, "
+                     f"run_autograder, grader/, handout/); the hidden tests' seeds come from the "
+                     f"secret. Upload it as the assignment's autograder on Gradescope.\n")
+
+
+def _shown_file(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)

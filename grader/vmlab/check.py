@@ -15,6 +15,7 @@ import typer
 
 from . import labroot
 from .errors import UsageError, fail
+from .rubric import Rubric
 
 
 def check(
@@ -30,6 +31,10 @@ def check(
         raise fail(f"{root} has no vmm/ folder: run `vmlab check` in your handout folder.")
     try:
         rubric = load_rubric()
+        hidden = [t for t in test if t not in {v.id for v in rubric.tests if v.visible}
+                  and (t.endswith("-hidden") or t in {h.id for h in rubric.tests})]
+        if hidden:
+            raise UsageError(hidden_only_on_autograder(hidden[0], rubric))
         tests = select(rubric, part, test, visible_only=True)
     except UsageError as e:
         raise fail(str(e)) from None
@@ -43,3 +48,15 @@ def check(
     failed = [t for t in results.get("tests", []) if t.get("score", 0) < t.get("max_score", 0)]
     json.dumps(results)
     raise typer.Exit(1 if failed else 0)
+
+
+def hidden_only_on_autograder(test_id: str, rubric: Rubric) -> str:
+    """Why `vmlab check --test x-hidden` runs nothing, and what the hidden tests add."""
+    visible = [t.id for t in rubric.tests if t.visible]
+    base = test_id.removesuffix("-hidden")
+    twin = f" Its visible twin is `vmlab check --test {base}`." if base in visible else ""
+    return (f"{test_id!r} is a hidden test: hidden tests run only on the autograder "
+            "(Gradescope), never in your handout, which does not even hold them. Each checks the "
+            "same property as a visible test, on other seeds that are secret to the course and "
+            "with 500 examples or more, so a VMM that only fits the visible examples still loses "
+            f"points. LAB.md says how each part's points split between the two.{twin}")

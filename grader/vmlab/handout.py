@@ -24,6 +24,7 @@ import io
 import os
 import re
 import tokenize
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +42,9 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "vmlab"
 version = "0.1.0"
-requires-python = ">=3.10"
-dependencies = ["typer>=0.12", "rich>=13", "pyelftools>=0.31",
-                "hypothesis==6.170.15; python_version>='3.11'",
-                "hypothesis==6.168.5; python_version<'3.11'",
-                "jsonschema>=4.20", "gradescope-utils==0.5.0", "tomli>=2; python_version<'3.11'"]
+requires-python = ">=3.11"
+dependencies = ["typer>=0.12", "rich>=13", "pyelftools>=0.31", "hypothesis==6.170.15",
+                "jsonschema>=4.20", "gradescope-utils==0.5.0"]
 
 [project.scripts]
 vmlab = "vmlab.cli:main"
@@ -56,6 +55,16 @@ packages = ["vmlab", "vmlab.strategies", "vmlab.properties", "vmlab.schemas"]
 [tool.setuptools.package-data]
 vmlab = ["rubric.toml"]
 "vmlab.schemas" = ["*.json"]
+"""
+# The tool's files that stay with course staff: their verbs (grade, build, batch, mutants), the
+# offering's secret seeds, the autograder's scripts. The handout's cli.py registers a staff verb
+# only where its module is present, and the handout's rubric.toml holds the visible tests only.
+STAFF_ONLY = ("autograder.py", "offering.py", "build.py", "handout.py", "batch.py", "batch_*.py",
+              "report.py", "mutants.py", "gradescope_files")
+PRISTINE = "tools/pristine"  # the editable files as handed out (submission.py reads them)
+HANDOUT_RUBRIC_NOTE = """\
+# This is the handout's copy: the visible tests only. The hidden tests (other seeds, secret to
+# the course, and 500 examples or more) stay with the course staff and run on the autograder.
 """
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MARKER = re.compile(r"#\s*(BEGIN|END)\s+STUDENT\s+PART\b\s*(.*?)\s*\Z")
@@ -142,11 +151,26 @@ def generate(solution: Path, tools: bool = True) -> dict[str, bytes]:
         if rel.endswith(".py"):
             data = strip_source(data, _display(path))
         files[rel] = data
-    for rel in list_files(TOOL, list(ALWAYS_IGNORED)) if tools else []:
-        files[f"tools/vmlab/{rel}"] = (TOOL / rel).read_bytes()
     if tools:
+        for rel in list_files(TOOL, list(ALWAYS_IGNORED) + list(STAFF_ONLY)):
+            files[f"tools/vmlab/{rel}"] = (TOOL / rel).read_bytes()
+        files["tools/vmlab/rubric.toml"] = visible_rubric(
+            (TOOL / "rubric.toml").read_text(encoding="utf-8")).encode()
         files["tools/pyproject.toml"] = TOOL_PYPROJECT.encode()
+        for rel in tomllib.loads(files["tools/vmlab/rubric.toml"].decode())["lab"]["editable"]:
+            if rel not in files:
+                raise BuildError(f"rubric.toml: the editable file {rel} is not in the solution")
+            files[f"{PRISTINE}/{rel}"] = files[rel]
     return files
+
+
+def visible_rubric(text: str) -> str:
+    """The rubric as the handout has it: every hidden test (its id, seed and examples) left
+    out, comments kept."""
+    from .rubric import split_tests
+    head, blocks = split_tests(text)
+    head = head.replace("\n[lab]", "\n" + HANDOUT_RUBRIC_NOTE + "\n[lab]", 1)
+    return head + "".join(block for test, block in blocks if test["visibility"] == "visible")
 
 
 def current(dest: Path) -> dict[str, bytes]:

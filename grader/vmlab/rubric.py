@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
+import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -14,11 +14,6 @@ from pathlib import Path
 import jsonschema
 
 from .errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 DEFAULT = Path(str(files("vmlab") / "rubric.toml"))
 
@@ -49,6 +44,9 @@ class Rubric:
     parts: dict[str, tuple[str, str]]  # id -> (file, group)
     tests: tuple[Test, ...]
     path: Path
+    # "development": the hidden tests' seeds are the public ones written here; "offering": they
+    # were derived from the course offering's secret (offering.py)
+    hidden_seeds: str = "development"
 
 
 def schema() -> dict:
@@ -91,7 +89,8 @@ def load(path: Path | None = None) -> Rubric:
         tests.append(Test(number=f"{i + 1}", **t))
     lab = data["lab"]
     return Rubric(lab["title"], lab["time_limit"], lab["example_time_limit"],
-                  tuple(lab["editable"]), parts, tuple(tests), path)
+                  tuple(lab["editable"]), parts, tuple(tests), path,
+                  lab.get("hidden_seeds", "development"))
 
 
 def _field(path: list) -> str:
@@ -124,3 +123,14 @@ def _line(text: str, path: list) -> int | None:
         if re.match(rf"\s*{re.escape(str(key))}\s*=", lines[i]):
             return i + 1
     return start + 1
+
+
+def split_tests(text: str) -> tuple[str, list[tuple[dict, str]]]:
+    """The rubric's text cut before each [[tests]] table: what comes before the first one, and
+    each test (parsed) with its block of text. The blocks joined give the text back, so a tool
+    can drop or change a test and keep every comment (the handout drops the hidden tests)."""
+    starts = [m.start() for m in re.finditer(r"^\[\[tests\]\]\s*$", text, re.M)]
+    if not starts:
+        return text, []
+    blocks = [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)], strict=True)]
+    return text[:starts[0]], [(tomllib.loads(b)["tests"][0], b) for b in blocks]

@@ -38,15 +38,11 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .attacks import ATTACKS, REPO, Attack, Context, marker_for
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 GRACE = 1.5  # seconds after the grader exits for a daemon to act (one that waits for it)
 MEMORY_BUDGET = 768 << 20  # bytes: Gradescope's default container memory

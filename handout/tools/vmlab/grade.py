@@ -118,6 +118,8 @@ def print_table(results: dict, title: str) -> None:
     table.add_column("#", justify="right")
     table.add_column("test")
     table.add_column("score", justify="right")
+    # which examples each test drew (suite.Fingerprint): equal fingerprints, equal examples
+    table.add_column("examples", justify="right")
     total = maximum = 0.0
     for t in sorted(results.get("tests", []), key=lambda t: [int(n) for n in
                                                        str(t.get("number") or "0").split(".")
@@ -125,10 +127,12 @@ def print_table(results: dict, title: str) -> None:
         score, top = t.get("score", 0), t.get("max_score", 0)
         total, maximum = total + score, maximum + top
         style = "green" if score >= top else "red"
+        drawn = t.get("extra_data", {})
         table.add_row(t.get("number", ""), escape(t.get("name", "")),  # "[id]" is not markup
-                      f"[{style}]{score:g} / {top:g}[/{style}]")
+                      f"[{style}]{score:g} / {top:g}[/{style}]",
+                      f"{drawn['examples']} · {drawn['fingerprint']}" if drawn else "")
     table.add_section()
-    table.add_row("", "total", f"{total:g} / {maximum:g}")
+    table.add_row("", "total", f"{total:g} / {maximum:g}", "")
     Console(stderr=False).print(table)
 
 
@@ -142,13 +146,20 @@ def grade(
                                  "repository's handout/)"),
     rubric_path: Path = typer.Option(None, "--rubric", help="the rubric (default: the built-in "
                                      "rubric.toml)"),
+    secret: str = typer.Option(None, "--secret", help="the course offering's secret, from which "
+                               "the hidden tests' seeds are derived (default: $VMLAB_SECRET; "
+                               "without one, the development seeds)", show_default=False),
     keep: bool = typer.Option(False, "--keep", help="keep the assembled folder, for debugging"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="progress on stderr"),
 ) -> None:
     """Grade a submission: a score table on stdout, and Gradescope's results.json."""
-    from .submission import assemble
+    from . import offering
+    from .submission import assemble, syntax_errors
     try:
         rubric = load_rubric(rubric_path)
+        secret = offering.secret_from(secret)
+        if secret is not None:
+            rubric = offering.apply(rubric, secret)
         tests = select(rubric, part, test, visible_only=False)
         lab, taken, missing = assemble(submission, handout or default_handout(), rubric.editable)
     except UsageError as e:
@@ -156,7 +167,15 @@ def grade(
         write_error_results(out, f"Grading could not start: {e}")
         raise fail(str(e)) from None
     from .feedback import missing_files
-    extra = missing_files(missing) if missing else ""
+    notes = [missing_files(missing)] if missing else []
+    broken = syntax_errors(lab, [f for f in rubric.editable if f not in missing])
+    if broken:
+        notes.append("These files do not parse, so nothing that imports them can run and "
+                     "their tests score 0: " + "; ".join(broken.values()) + ".")
+    development = offering.development_note(rubric, tests)
+    if development:
+        notes.append(development)
+    extra = "\n\n".join(notes)
     # the runner captures sys.stderr into the tests' output: progress goes to the real one
     log = (lambda s: print(s, file=sys.__stderr__)) if verbose else (lambda s: None)
     try:
@@ -169,5 +188,5 @@ def grade(
         print(json.dumps(results, indent=2))
     else:
         print_table(results, f"{rubric.title}: {submission}")
-        if missing:
+        if extra:
             print(extra, file=sys.stderr)

@@ -299,6 +299,9 @@ class FixedJSONTestResult(JSONTestResult):
         test_tags = self.getTags(test)
         if test_tags:
             entry["tags"] = [str(tag) for tag in test_tags]
+        extra = getattr(test, "extra_data", None)  # what the test set while it ran
+        if isinstance(extra, dict) and extra:
+            entry["extra_data"] = dict(extra)
         return entry
 
     def _is_leaderboard(self, test: unittest.TestCase) -> bool:

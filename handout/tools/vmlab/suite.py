@@ -9,8 +9,12 @@ runs past its time limit stops generating and is judged on the examples it ran, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import hashlib
 import io
+import json
+import re
 import time
 import unittest
 import warnings
@@ -38,6 +42,41 @@ class PartMissing(BaseException):
 
 
 MIN_EXAMPLES = 10  # a test runs at least these, however late, so that no verdict is empty
+FINGERPRINT_BYTES = 4  # 8 hex digits: enough to tell two environments' examples apart
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # a default repr's address differs between runs
+
+
+class Fingerprint:
+    """A short hash of the examples a test drew, in order, so that a student and course staff
+    can see whether two environments (vmlab check, Gradescope, a TA's batch) drew the same
+    ones: the same seed and the same hypothesis give the same fingerprint."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
+        self.count = 0
+
+    def add(self, example: object) -> None:
+        self.digest.update(canonical(example).encode("utf-8", "replace") + b"\0")
+        self.count += 1
+
+    def hex(self) -> str:
+        return self.digest.hexdigest()
+
+
+def canonical(value: object) -> str:
+    """`repr(value)` made the same in every process: a set's members sorted (a set of strings
+    iterates in an order that changes with the hash seed), no object addresses."""
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{canonical(k)}: {canonical(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(canonical(v) for v in value) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ", ".join(f"{f.name}={canonical(getattr(value, f.name))}"
+                           for f in dataclasses.fields(value))
+        return f"{type(value).__name__}({fields})"
+    return ADDRESS.sub("", repr(value))
 
 
 class TimeUp(BaseException):
@@ -59,12 +98,24 @@ HOPELESS = ("start", "timeout")  # the WorkerFailure kinds that end a test at on
 def pin_constants() -> None:
     """Hypothesis mixes into its examples the constants it finds in every local module the process
     has imported, so the same seed gave different examples under `vmlab grade`, `vmlab check` and
-    pytest. Draw them from the grader's own strategies and properties only, the same everywhere."""
+    pytest. Draw them from the grader's own strategies and properties only, the same everywhere.
+
+    The order of the pool matters too (an example takes the constant at a drawn index), and
+    hypothesis's own order depended on its cache in .hypothesis/constants/: read from that cache
+    the constants come sorted, computed afresh (a first run, every Gradescope container) they
+    come in the order of the source, so one example in a hundred differed between the two. The
+    pool is put in the cached order always, and its strings sorted (a set of strings iterates in
+    an order that changes with the process's hash seed)."""
     import importlib
     import pkgutil
     try:  # internals of the pinned hypothesis (pyproject.toml); absent in others
         from hypothesis.internal.conjecture import providers
-        from hypothesis.internal.constants_ast import Constants, constants_from_module
+        from hypothesis.internal.constants_ast import (
+            Constants,
+            _constants_file_str,
+            _constants_from_source,
+            constants_from_module,
+        )
         providers._get_local_constants  # noqa: B018 - its absence means nothing to pin
     except (ImportError, AttributeError):
         return
@@ -75,9 +126,19 @@ def pin_constants() -> None:
         names = sorted(m.name for m in pkgutil.iter_modules(package.__path__))
         for module in [package] + [importlib.import_module(f"{package.__name__}.{n}")
                                    for n in names]:
-            pinned |= constants_from_module(module)
+            found = constants_from_module(module)
+            # as hypothesis reads it back from its cache: the same whether or not it was cached
+            pinned |= _constants_from_source(_constants_file_str(found), limit=True)
+    pinned.strings = _SortedSet(pinned.strings)
     providers._get_local_constants = lambda: pinned
     providers.CONSTANTS_CACHE.cache.clear()
+
+
+class _SortedSet(set):
+    """A set that iterates in sorted order, whatever the hash seed."""
+
+    def __iter__(self):  # noqa: ANN204 - set's own signature
+        return iter(sorted(set.__iter__(self)))
 
 
 def grading_settings(examples: int) -> settings:
@@ -91,12 +152,13 @@ def grading_settings(examples: int) -> settings:
 
 
 def run_property(prop: Property, test: Test, worker: Any, deadline: float | None = None,
-                 hard_deadline: float | None = None,
+                 fingerprint: Fingerprint | None = None, hard_deadline: float | None = None,
                  ) -> tuple[int, BaseException | None, list[str]]:
-    """Run one property: (examples run, the failure or None, hypothesis's notes). Past
-    `deadline` it stops once it has run MIN_EXAMPLES; past `hard_deadline` (the run's), at
-    once."""
+    """Run one property: (examples run, the failure or None, hypothesis's notes); each example
+    goes into `fingerprint`. Past `deadline` it stops once it has run MIN_EXAMPLES; past
+    `hard_deadline` (the run's), at once."""
     pin_constants()
+    prints = fingerprint if fingerprint is not None else Fingerprint()
     ran = [0]
     failures: list[BaseException] = []  # every failure seen, shrinking included
     Counterexample.made = failures
@@ -111,6 +173,7 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
 
     def check(example: object) -> None:
         guard()
+        prints.add(example)
         try:
             prop.check(example, worker)
         except StudentError as e:
@@ -131,7 +194,7 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
                 # seeded as the others are (hypothesis copies the seed from the machine's
                 # class): derandomized, the visible and the hidden test would run the same
                 # examples, whatever the rubric's seeds
-                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard)))
+                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard, prints)))
                 run_state_machine_as_test(machine, settings=grading_settings(test.examples))
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
@@ -154,12 +217,13 @@ class _Guarded:
     """The worker, counting each call of a stateful test as an example for the time limit and
     turning a stub's NotImplementedError into PartMissing."""
 
-    def __init__(self, worker: Any, guard: Callable[[], None]) -> None:
-        self.worker, self.guard = worker, guard
+    def __init__(self, worker: Any, guard: Callable[[], None], prints: Fingerprint) -> None:
+        self.worker, self.guard, self.prints = worker, guard, prints
 
     def call(self, probe: str, args: dict) -> dict:
         if probe == "ipc_start":
             self.guard()
+        self.prints.add((probe, json.dumps(args, sort_keys=True, default=canonical)))
         try:
             return self.worker.call(probe, args)
         except StudentError as e:
@@ -200,22 +264,32 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
         # walking it while this test allocates
         gc.collect()
         gc.freeze()
-        ran, failure, notes = run_property(prop, test, worker, deadline, run_deadline)
+        prints = Fingerprint()
+        ran, failure, notes = run_property(prop, test, worker, deadline, prints, run_deadline)
         log(f"{test.id}: {ran} examples, {time.monotonic() - start:.1f} s, "
-            f"{'passed' if failure is None else 'failed'}")
+            f"{'passed' if failure is None else 'failed'}, examples {prints.hex()}")
+        # gradescope.py puts it in the test's extra_data; the line below shows it to students
+        self.extra_data = {"examples": ran, "fingerprint": prints.hex()}
+        drawn = (f"Examples fingerprint: `{prints.hex()}` (seed {test.seed}, "
+                 f"{ran} examples run).")
+        if not test.visible:  # a hidden test's seed is not for students
+            drawn = drawn.replace(f"seed {test.seed}, ", "")
         if isinstance(failure, TimeUp) and ran < MIN_EXAMPLES:
             raise MarkdownFailure(
                 f"**Not judged**: the whole run's time limit passed after {ran} of this "
                 f"test's examples (at least {MIN_EXAMPLES} are needed for a verdict). Earlier "
                 "tests took that time: look for a test that timed out, or for code that is "
-                "far slower than it needs to be.")
+                "far slower than it needs to be.\n\n" + drawn)
         if isinstance(failure, TimeUp):
             print(f"Stopped after {ran} of {test.examples} examples: the test's share of "
                   f"the time ({deadline - start:.0f} s) passed. Judged on those; none failed.")
+            print(drawn)
             return
         if failure is not None:
-            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible))
+            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible)
+                                  + "\n\n" + drawn)
         print(f"Passed on {ran} generated examples.")
+        print(drawn)
 
     method.__doc__ = f"{prop.title} [{test.id}]"
     method = weight(test.weight)(method)
