@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ import sys
 import threading
 import time
 import tomllib
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,7 +102,49 @@ class VmlabGrade(GradingPath):
         return cmd
 
 
-PATHS: dict[str, GradingPath] = {p.name: p for p in (VmlabGrade(),)}
+class Autograder(GradingPath):
+    """Gradescope's own path: the autograder zip (`vmlab build autograder`, built once),
+    unpacked into `work`/autograder laid out as /autograder, the upload in its submission/,
+    `run_autograder` run with that root; the zip's rubric is replaced by the short one."""
+
+    name = "autograder"
+    SECRET = "red team"
+
+    def command(self, work: Path, submission: Path, out: Path, rubric: Path,
+                tests: tuple[str, ...]) -> list[str]:
+        root = work / "autograder"
+        with zipfile.ZipFile(self._zip()) as z:
+            z.extractall(root / "source")
+        shutil.copy(rubric, root / "source" / "grader" / "vmlab" / "rubric.toml")
+        if submission.is_dir():
+            shutil.copytree(submission, root / "submission", symlinks=True)
+        else:
+            (root / "submission").mkdir()
+            shutil.copy(submission, root / "submission")
+        return ["env", f"VMLAB_AUTOGRADER_ROOT={root}", f"VMLAB_PYTHON={sys.executable}",
+                f"VMLAB_AUTOGRADER_TESTS={' '.join(tests)}", "bash",
+                str(root / "source" / "run_autograder")]
+
+    def results(self, work: Path, out: Path) -> Path:
+        return work / "autograder" / "results" / "results.json"
+
+    @staticmethod
+    def _zip() -> Path:
+        path = REPO / ".vmlab" / "redteam-autograder.zip"
+        path.parent.mkdir(exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:  # attacks run side by side
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.is_file():
+                part = path.with_suffix(".part.zip")
+                subprocess.run([sys.executable, "-m", "vmlab", "build", "autograder",
+                                "--secret", Autograder.SECRET, "--out", str(part)], check=True,
+                               cwd=REPO, capture_output=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO / "grader")))
+                os.replace(part, path)
+        return path
+
+
+PATHS: dict[str, GradingPath] = {p.name: p for p in (VmlabGrade(), Autograder())}
 
 
 # ----- what a run found ------------------------------------------------------------------------
