@@ -285,6 +285,31 @@ def grader_rows() -> None:
                   f"{grader:4.0f} MB + {worker:4.0f} MB   (median of {repeat})")
 
 
+def sandbox_rows(repeat: int = 3) -> None:
+    """`vmlab grade solution` inside bubblewrap and outside it, alternated in one run: what the
+    sandbox costs (the other layers, a user and limits, cost nothing measurable)."""
+    import os
+    import tempfile
+
+    from vmlab.confine import BWRAP_ENV, _bubblewrap
+    if _bubblewrap()[0] is None:
+        print(f"the sandbox: bubblewrap cannot run here ({_bubblewrap()[1]}); nothing to compare")
+        return
+    print("the sandbox: vmlab grade solution, every test, in bubblewrap and without it "
+          f"(CPU seconds, grader and worker; median of {repeat}, alternated)")
+    times: dict[str, list[float]] = {"in bubblewrap": [], "without bubblewrap": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["grade", str(REPO / "solution"), "--out", str(Path(tmp) / "s.json")]
+        for _ in range(repeat):
+            for name, value in (("in bubblewrap", "1"), ("without bubblewrap", "0")):
+                os.environ[BWRAP_ENV] = value
+                times[name].append(measure_command(args, Path(tmp))[1])
+        os.environ.pop(BWRAP_ENV, None)
+    with_, without = (statistics.median(t) for t in times.values())
+    print(f"  {'in bubblewrap':<40} {with_:6.1f} s CPU")
+    print(f"  {'without bubblewrap':<40} {without:6.1f} s CPU   ratio {with_ / without:.2f}")
+
+
 def generation_rows(examples: int = 300, repeat: int = 3) -> None:
     """How long hypothesis takes to generate each property's examples, the test body empty:
     the part of a grading test that is neither the worker nor the bare machine."""
@@ -334,6 +359,7 @@ def main() -> None:
     vmm_rows()
     generation_rows()
     grader_rows()
+    sandbox_rows()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak resident memory of this whole benchmark: {rss:.0f} MB")
 
