@@ -11,6 +11,7 @@ Each layer is used where this machine allows it, and reported either way (result
   grader's files, signal the grader, or hide a process from the sweep (which kills every
   process of that user, and removes the files it left in the shared temporary folders).
 - rlimits: CPU time, address space, processes, open files, file size, no core dumps.
+- seccomp: the worker cannot open internet sockets (nor use io_uring), bubblewrap or not.
 - subreaper: the grading process adopts whatever the worker leaves behind, and kills it.
 
 Where bubblewrap cannot run (no user namespaces, a container whose seccomp forbids them), the
@@ -67,7 +68,8 @@ class Confinement:
                   else _processes_of(os.getuid()) + PROCESSES}
         # outside bubblewrap the Python it runs on may sit where the dropped user cannot read
         # (/root): the worker imports what the VMM needs of the standard library first
-        return {"uid": self.uid, "limits": limits, "preload": self.bwrap is None}
+        return {"uid": self.uid, "limits": limits, "preload": self.bwrap is None,
+                "seccomp": "seccomp" in self.layers}
 
     def command(self, lab: Path, config: str) -> tuple[list[str], Path]:
         """The command line that starts a worker for `lab`, and the folder it starts in."""
@@ -135,12 +137,17 @@ def plan(cpu_seconds: float) -> Confinement:
         missing["separate-user"] = ("the grader does not run as root, so the worker runs as "
                                     "the grader's user")
     layers.append("rlimits")
+    seccomp = os.uname().machine in ("x86_64", "aarch64")  # worker.py's SECCOMP_ARCH
+    if seccomp:
+        layers.append("seccomp")  # no internet sockets, even outside bubblewrap
     if _subreaper():
         layers.append("subreaper")
     else:
         missing["subreaper"] = "prctl(PR_SET_CHILD_SUBREAPER) is not available here"
     if not bwrap:
-        missing["network"] = "only bubblewrap takes the network away"
+        if not seccomp:
+            missing["network"] = ("only bubblewrap or seccomp takes the network away, and "
+                                  f"this machine ({os.uname().machine}) has neither")
         missing["private-tmp"] = ("only bubblewrap gives a private /tmp" +
                                   ("; files the worker's user leaves in /tmp are removed"
                                    if uid is not None else ""))
