@@ -5,12 +5,23 @@ starts passing fails here until its name is removed from the list."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 from redteam import KNOWN_OPEN
 from redteam.attacks import ATTACKS
-from redteam.run import run_attack
+from redteam.run import PATHS, run_attack
+
+# Where bubblewrap cannot run (Gradescope's containers: Docker's default seccomp forbids user
+# namespaces), the worker's own user, its limits, seccomp and the subreaper must still hold
+# against these. (Not every attack: there the worker may read what any user may read.)
+WITHOUT_BUBBLEWRAP = ("results-daemon", "write-then-kill", "kill-grader", "kill-group",
+                      "daemon", "fork-survivors", "fork-bomb", "socket", "tmp-file",
+                      "import-loop", "memory", "output-flood", "leak-rubric")
+# through Gradescope's own run_autograder, as the autograder zip lays it out
+THROUGH_THE_AUTOGRADER = ("results-daemon", "write-then-kill", "zip-climbing",
+                          "honest+machine-append")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the red team reads /proc and mounts a private /tmp")
@@ -29,5 +40,24 @@ def test_known_open_are_attacks():
 @pytest.mark.parametrize("name", [_param(n) for n in ATTACKS])
 def test_attack_graded_as_deserved(name):
     outcome = run_attack(ATTACKS[name])
+    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
+                            + "; ".join(outcome.problems))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is the worker's "
+                    "own user, which takes root to become (as on Gradescope)")
+@pytest.mark.parametrize("name", WITHOUT_BUBBLEWRAP)
+def test_attack_without_bubblewrap(name, monkeypatch):
+    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
+    outcome = run_attack(ATTACKS[name])
+    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
+                            + "; ".join(outcome.problems))
+    used = outcome.layers.split(" (missing")[0].split(",")
+    assert "bubblewrap" not in used and "separate-user" in used, outcome.layers
+
+
+@pytest.mark.parametrize("name", THROUGH_THE_AUTOGRADER)
+def test_attack_through_the_autograder(name):
+    outcome = run_attack(ATTACKS[name], PATHS["autograder"])
     assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
                             + "; ".join(outcome.problems))

@@ -714,7 +714,7 @@ def _attacks() -> list[Attack]:
           on_stubs({"trap": RESULTS_DAEMON})),
         A("write-then-kill", "writes results.json, then kills the grading process",
           on_stubs({"trap": WRITE_THEN_KILL}),
-          feedback=KILLED + r"|No such file|Read-only"),
+          feedback=KILLED + r"|No such file|Read-only|Permission denied"),
         A("kill-grader", "kills the grading process at import",
           on_stubs({"trap": KILL_GRADER}), feedback=KILLED),
         A("kill-group", "kills the grader's process group and its own from a handler",

@@ -688,9 +688,11 @@ def serve(requests: Any, answers: Any) -> None:
 
 # what the VMM needs of the standard library, imported before the worker gives up root: outside
 # bubblewrap the Python it runs on may sit where its own user cannot read (/root)
-PRELOAD = ("abc", "array", "bisect", "collections", "copy", "ctypes", "dataclasses", "enum",
-           "functools", "hashlib", "heapq", "inspect", "io", "itertools", "json", "math", "mmap",
-           "operator", "re", "struct", "traceback", "types", "typing", "weakref")
+PRELOAD = ("abc", "array", "bisect", "collections", "contextlib", "copy", "ctypes",
+           "dataclasses", "enum", "errno", "functools", "hashlib", "heapq", "inspect", "io",
+           "itertools", "json", "math", "mmap", "operator", "pathlib", "random", "re",
+           "select", "signal", "socket", "string", "struct", "subprocess", "tempfile",
+           "textwrap", "threading", "time", "traceback", "types", "typing", "weakref")
 
 
 def confine(config: dict) -> None:
