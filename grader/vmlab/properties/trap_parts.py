@@ -134,13 +134,22 @@ def csr_instructions(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
 
 
 def describe_state(state: dict) -> str:
+    """The virtual CPU by name, in hex: the fields that are not zero, one a row, then the
+    names of those that are."""
     rows = [f"| mode | {'S' if state['mode'] else 'U'} (virtual) |",
             f"| pc | `{state['pc']:#010x}` |"]
     names = {v: k for k, v in CSR.items()}
-    for num, value in state["csrs"]:
-        rows.append(f"| {names.get(num, hex(num))} | `{value:#x}` |")
-    for name, value in state.get("fields", {}).items():
-        rows.append(f"| {name} | `{value:#x}` |")
+    zero = []
+    fields = [(names.get(num, hex(num)), value) for num, value in state["csrs"]]
+    for name, value in fields + list(state.get("fields", {}).items()):
+        if isinstance(value, bool):
+            rows.append(f"| {name} | {value} |")
+        elif value:
+            rows.append(f"| {name} | `{value:#x}` |")
+        else:
+            zero.append(name)
+    if zero:
+        rows.append(f"| zero | {', '.join(zero)} |")
     regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(state["regs"]) if v)
     return ("| field | value |\n| --- | --- |\n" + "\n".join(rows)
             + f"\n\nregisters: {regs or 'all zero'}")
