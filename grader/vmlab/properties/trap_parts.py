@@ -196,7 +196,7 @@ def dispatch_examples(draw: st.DrawFn) -> dict:
 
 
 def expected_route(a: dict) -> list:
-    """The calls `handle` makes, by the lecture's table."""
+    """The calls `handle` makes, by LAB.md's table (section 3)."""
     cause, tval, vmode = a["cause"], a["tval"], a["vmode"]
     access = {12: 0, 13: 1, 15: 2, 20: 0, 21: 1, 23: 2}
     if cause == 8 and vmode == S:
@@ -256,7 +256,7 @@ def describe_dispatch(a: dict) -> str:
 
 
 register(Property(
-    "trap-dispatch", "Trap dispatch: every trap goes where the lecture's table says",
+    "trap-dispatch", "Trap dispatch: every trap goes where LAB.md's table says",
     "Trap and emulate: the VMM sees every trap the guest causes and must decide whether to "
     "emulate it (a privileged instruction of the guest kernel), serve it (an SBI call), handle "
     "it for itself (a hidden page fault) or reflect it into the guest kernel.",

@@ -78,18 +78,56 @@ def grading_settings(examples: int) -> settings:
                     stateful_step_count=15, report_multiple_bugs=False)
 
 
-def run_property(prop: Property, test: Test, worker: Any,
-                 deadline: float | None = None) -> tuple[int, BaseException | None, list[str]]:
+class Tally:
+    """How a test's run went, for the report: the examples run, and the failing examples seen
+    (the first one found, the last one shrunk to)."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+        self.first_at = 0  # the example that failed first (1-based), 0 if none has
+        self.first: str | None = None
+        self.last: str | None = None
+        self.out_of_time = False  # the time ran out after a failure: shrinking was cut short
+
+    def failed(self, example: object) -> None:
+        key = repr(example)
+        if self.first is None:
+            self.first_at, self.first = self.ran, key
+        self.last = key
+
+    def found(self, test: Test) -> feedback.Found | None:
+        if not self.first_at:
+            return None
+        return feedback.Found(self.first_at, test.examples, self.last != self.first,
+                              self.out_of_time)
+
+
+class _Seen(list):
+    """Counterexample.made for a state machine: each failing run's operations go to the tally
+    too (a run is not an example that check() sees)."""
+
+    def __init__(self, tally: Tally) -> None:
+        super().__init__()
+        self.tally = tally
+
+    def append(self, failure: BaseException) -> None:
+        super().append(failure)
+        self.tally.failed(getattr(failure, "_example", ""))
+
+
+def run_property(prop: Property, test: Test, worker: Any, deadline: float | None = None,
+                 tally: Tally | None = None) -> tuple[int, BaseException | None, list[str]]:
     """Run one property: (examples run, the failure or None, hypothesis's notes)."""
     pin_constants()
-    ran = [0]
-    failures: list[BaseException] = []  # every failure seen, shrinking included
+    tally = tally or Tally()
+    # every failure seen, shrinking included
+    failures: list[BaseException] = _Seen(tally) if prop.stateful else []
     Counterexample.made = failures
 
     def guard() -> None:
-        if deadline is not None and ran[0] >= MIN_EXAMPLES and time.monotonic() > deadline:
+        if deadline is not None and tally.ran >= MIN_EXAMPLES and time.monotonic() > deadline:
             raise TimeUp()
-        ran[0] += 1
+        tally.ran += 1
 
     def check(example: object) -> None:
         guard()
@@ -98,10 +136,17 @@ def run_property(prop: Property, test: Test, worker: Any,
         except StudentError as e:
             if e.kind == "NotImplementedError":
                 raise PartMissing(e) from None
+            e.example = _describe(prop, example)  # type: ignore[attr-defined]
+            tally.failed(example)
             failures.append(e)
             raise
         except WorkerFailure as e:
+            e.example = _describe(prop, example)  # type: ignore[attr-defined]
+            tally.failed(example)
             failures.append(e)
+            raise
+        except Counterexample:
+            tally.failed(example)
             raise
 
     try:
@@ -111,40 +156,62 @@ def run_property(prop: Property, test: Test, worker: Any,
                 # seeded as the others are (hypothesis copies the seed from the machine's
                 # class): derandomized, the visible and the hidden test would run the same
                 # examples, whatever the rubric's seeds
-                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard)))
+                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard, prop, tally)))
                 run_state_machine_as_test(machine, settings=grading_settings(test.examples))
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
                     given(prop.strategy())(check)))()
     except PartMissing as e:
-        return ran[0], e.error, []
+        return tally.ran, e.error, []
     except TimeUp:
         # out of time: the failure found (the smallest so far, if shrinking had begun), or none
-        return ran[0], failures[-1] if failures else TimeUp(), []
+        tally.out_of_time = bool(failures)
+        return tally.ran, failures[-1] if failures else TimeUp(), []
     except Exception as e:  # noqa: BLE001 - any failure of the property is the verdict
         if isinstance(getattr(e, "__cause__", None), PartMissing):
-            return ran[0], e.__cause__.error, []
-        return ran[0], e, list(getattr(e, "__notes__", []))
+            return tally.ran, e.__cause__.error, []
+        return tally.ran, e, list(getattr(e, "__notes__", []))
     finally:
         Counterexample.made = None
-    return ran[0], None, []
+    return tally.ran, None, []
+
+
+def _describe(prop: Property, example: object) -> Callable[[], str]:
+    """The example as the report shows it, made only if the report needs it."""
+    def text() -> str:
+        try:
+            return prop.describe(example)
+        except Exception as e:  # noqa: BLE001 - a report without its example beats none
+            return f"(the example could not be shown: {type(e).__name__})"
+    return text
 
 
 class _Guarded:
-    """The worker, counting each call of a stateful test as an example for the time limit and
-    turning a stub's NotImplementedError into PartMissing."""
+    """The worker, counting each call of a stateful test as an example for the time limit,
+    turning a stub's NotImplementedError into PartMissing, and giving a raise or a crash the
+    run it happened in (the state machine's operations, as the report shows them)."""
 
-    def __init__(self, worker: Any, guard: Callable[[], None]) -> None:
-        self.worker, self.guard = worker, guard
+    def __init__(self, worker: Any, guard: Callable[[], None], prop: Property,
+                 tally: Tally) -> None:
+        self.worker, self.guard, self.prop, self.tally = worker, guard, prop, tally
+        self.run: list[tuple[str, dict]] = []
 
     def call(self, probe: str, args: dict) -> dict:
         if probe == "ipc_start":
             self.guard()
+            self.run = []
+        self.run.append((probe, args))
         try:
             return self.worker.call(probe, args)
         except StudentError as e:
             if e.kind == "NotImplementedError":
                 raise PartMissing(e) from None
+            e.example = _describe(self.prop, list(self.run))  # type: ignore[attr-defined]
+            self.tally.failed(self.run)
+            raise
+        except WorkerFailure as e:
+            e.example = _describe(self.prop, list(self.run))  # type: ignore[attr-defined]
+            self.tally.failed(self.run)
             raise
 
 
@@ -176,15 +243,18 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
         # walking it while this test allocates
         gc.collect()
         gc.freeze()
-        ran, failure, notes = run_property(prop, test, worker, deadline)
-        log(f"{test.id}: {ran} examples, {time.monotonic() - start:.1f} s, "
-            f"{'passed' if failure is None else 'failed'}")
+        tally = Tally()
+        ran, failure, notes = run_property(prop, test, worker, deadline, tally)
+        log(f"{test.id}: {ran} example{'s' if ran != 1 else ''}, "
+            f"{time.monotonic() - start:.1f} s, {'passed' if failure is None else 'failed'}")
         if isinstance(failure, TimeUp):
             print(f"Stopped after {ran} of {test.examples} examples: the test's share of "
                   f"the time ({deadline - start:.0f} s) passed. Judged on those; none failed.")
             return
         if failure is not None:
-            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible))
+            found = tally.found(test)
+            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible,
+                                                   test.part, found))
         print(f"Passed on {ran} generated examples.")
 
     method.__doc__ = f"{prop.title} [{test.id}]"
