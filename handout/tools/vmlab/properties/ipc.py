@@ -428,11 +428,11 @@ def describe_history(ends: dict, history: list[str]) -> str:
             state[who] = "x" if h.endswith("stops") else "w" if h.endswith("blocked") else "."
         rows.append(f"{i + 1:>3}  {''.join(f'{c:<4}' for c in lanes)}{h}")
     head = f"  #  {''.join(f'g{g:<3}' for g in range(GUESTS))}operation"
-    shown = f"on channel {cid}" if cid is not None else "all"
+    shown = f"those on channel {cid}" if cid is not None else "all of them"
     note = f" ({hidden} on other channels not shown)" if hidden else ""
     return ("Channels (sender → receiver, capacity): "
             + ", ".join(f"{c}: g{s} → g{r}, {cap}" for c, (s, r, cap) in ends.items())
-            + f"\n\nThe operations, in order ({shown}{note}); a lane per guest: `*` makes "
+            + f"\n\nThe operations, in order: {shown}{note}; a lane per guest: `*` makes "
             "the call, `w` waits, `x` has stopped:\n\n```\n" + head + "\n"
             + "\n".join(rows) + "\n```")
 
