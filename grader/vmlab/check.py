@@ -61,7 +61,8 @@ def print_table(rubric: Rubric, outcomes: list[tuple[Test, dict]]) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-    table = Table(title=escape(f"{rubric.title}: visible tests"), title_justify="left")
+    Console(stderr=False).print(escape(f"{rubric.title}: visible tests"))
+    table = Table()
     for name, justify in (("", "left"), ("part (--part)", "left"), ("test (--test)", "left"),
                           ("score", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -94,11 +95,11 @@ def report(rubric: Rubric, outcomes: list[tuple[Test, dict]]) -> str:
         if (t, r) in stubs:
             continue
         group = rubric.parts[t.part][1]
-        blocks.append(f"\n==== {group}, part {t.part}: test {t.id}, "
-                      f"{r.get('score', 0):g} / {r.get('max_score', 0):g}\n\n"
+        blocks.append(f"\n==== test {t.id}: {r.get('score', 0):g} / {r.get('max_score', 0):g} "
+                      f"({group}, part {t.part})\n\n"
                       + str(r.get("output", "")).strip())
     if not failed:
-        blocks.append("\nEvery visible test passes.")
+        blocks.append("\nEvery test run here passes.")
     return "\n".join(blocks) + "\n"
 
 
