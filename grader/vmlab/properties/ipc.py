@@ -408,12 +408,12 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
     return IPC
 
 
-def describe_history(ends: dict, history: list[str]) -> str:
+def describe_history(ends: dict, history: list[str], one_channel: bool = True) -> str:
     """The channels, then the run as a timeline of the guests: a row per operation, a lane per
     guest. Only the failing channel's operations (the last one's) and the stops are shown."""
     import re
     channel = re.search(r"\((\d+),", history[-1]) if history else None
-    cid = int(channel.group(1)) if channel else None
+    cid = int(channel.group(1)) if channel and one_channel else None
     rows, hidden, state = [], 0, ["."] * GUESTS
     for i, h in enumerate(history):
         m = re.match(r"g(\d+)", h)
@@ -455,7 +455,8 @@ def describe_ipc(run: object) -> str:
         else:
             history.append(f"g{op['guest']}: {op['op']}({op['cid']}, buffer of {op['size']} "
                            f"bytes at {op['buf']:#x})")
-    return describe_history(ends, history) if history else ""
+    # which operation raised, only the traceback knows: all of them
+    return describe_history(ends, history, one_channel=False) if history else ""
 
 
 register(Property(

@@ -164,8 +164,12 @@ def describe_translation(a: dict, q: list | None = None, r: dict | None = None) 
     if q is not None:
         lines += ["", f"The failing query: {_where(q)}."]
     if q is not None and r is not None:
+        try:
+            diagram = translation_diagram(a, q, r)
+        except Exception as e:  # noqa: BLE001 - a report without its picture beats none
+            diagram = [f"(no diagram: {type(e).__name__})"]
         lines += ["", "The three tables for it (section 4 of LAB.md); `^` marks what differs:",
-                  "", "```", *translation_diagram(a, q, r), "```"]
+                  "", "```", *diagram, "```"]
     return "\n".join(lines)
 
 
@@ -218,7 +222,14 @@ def translation_diagram(a: dict, q: list, r: dict) -> list[str]:
                                                   + " " * (22 - len(t)) for t, w, g in
                                                   zip(theirs, want, got, strict=True)).rstrip()]
     elif "walk" in r:
-        rows.append(f"(3) your two-stage walk gives {_show(r['walk'])}")
+        want = ["fault", s[1]] if s[0] == "fault" else ["host", host] if in_ram(s[1]) \
+            else ["unmapped", s[1]]
+        theirs = _show(r["walk"]).replace("`", "")
+        composed = "needs a host frame, and (2) gives none" if want == ["host", None] else \
+            _show(want).replace("`", "")
+        rows += [f"(3) composition   {composed}", f"    your G-stage  {theirs}"]
+        if r["walk"] != want:
+            rows.append(" " * 18 + "^" * len(theirs))
     if "fill" in r and r["fill"] != [s[0], s[1]]:
         rows.append(f"    your fill gives {_show(r['fill'])}   <- differs from (1)")
     return rows
