@@ -65,8 +65,9 @@ def where(part: str, traceback: str = "") -> str:
         file, line, func = frames[-1]
         return f"**Look at:** `{func}` in `{file}` (line {line}), where your code raised."
     if part not in FUNCTIONS:
-        return ("**Look at:** every part (this test runs whole guests); first make each "
-                "part's own test pass.")
+        return ("**Look at:** the parts this guest uses (Part 1, and its paging part): make "
+                "their own tests pass first, one part at a time; then the replay below shows "
+                "the first step where the two runs part.")
     return f"**Look at:** `{FUNCTIONS[part]}` in `{FILES[part]}` (part `{part}`)."
 
 

@@ -162,7 +162,8 @@ def describe_program(p: SystemProgram) -> str:
     lines.append("```")
     names = {v: k for k, v in CSR.items()}
     state = ", ".join(f"{names.get(n, hex(n))}=`{v:#x}`" for n, v in s.csrs)
-    regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(s.regs) if v)
+    from machine.trace import ABI
+    regs = ", ".join(f"x{i} ({ABI[i]})=`{v:#x}`" for i, v in enumerate(s.regs) if v)
     others = ", ".join(f"`{a:#010x}` ({len(d)} bytes)" for a, d in p.segments)
     return (f"The guest program, from its entry `{entry:#010x}` in virtual S-mode "
             f"(the listing stops at 160 instructions):\n\n" + "\n".join(lines)

@@ -150,7 +150,8 @@ def describe_state(state: dict) -> str:
             zero.append(name)
     if zero:
         rows.append(f"| zero | {', '.join(zero)} |")
-    regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(state["regs"]) if v)
+    from machine.trace import ABI
+    regs = ", ".join(f"x{i} ({ABI[i]})=`{v:#x}`" for i, v in enumerate(state["regs"]) if v)
     return ("| field | value |\n| --- | --- |\n" + "\n".join(rows)
             + f"\n\nregisters: {regs or 'all zero'}")
 
