@@ -85,21 +85,41 @@ class Tally:
     def __init__(self) -> None:
         self.ran = 0
         self.first_at = 0  # the example that failed first (1-based), 0 if none has
-        self.first: str | None = None
-        self.last: str | None = None
+        self.first: object = None
+        self.last: object = None
         self.out_of_time = False  # the time ran out after a failure: shrinking was cut short
+        self.token: str | None = None  # the last failing example's replay token
 
     def failed(self, example: object) -> None:
-        key = repr(example)
-        if self.first is None:
-            self.first_at, self.first = self.ran, key
-        self.last = key
+        if not self.first_at:
+            self.first_at, self.first = self.ran, example
+        self.last = example
+        self.token = _token()
+
+    def note(self) -> list[str]:
+        """hypothesis's note for the last failing example, as it prints one when it finishes:
+        a test cut short by its time limit still offers a replay."""
+        if self.token is None:
+            return []
+        version, blob = self.token.split(":", 1)
+        return [f"@reproduce_failure({version!r}, b{blob!r})"]
 
     def found(self, test: Test) -> feedback.Found | None:
         if not self.first_at:
             return None
         return feedback.Found(self.first_at, test.examples, self.last != self.first,
                               self.out_of_time)
+
+
+def _token() -> str | None:
+    """VERSION:BLOB of the example hypothesis is running now (what `print_blob` prints)."""
+    try:  # internals of the pinned hypothesis (pyproject.toml)
+        from hypothesis import __version__
+        from hypothesis.control import current_build_context
+        from hypothesis.core import encode_failure
+        return f"{__version__}:{encode_failure(current_build_context().data.choices).decode()}"
+    except Exception:  # noqa: BLE001 - no token: the report offers no replay, nothing worse
+        return None
 
 
 class _Seen(list):
@@ -253,6 +273,8 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
             return
         if failure is not None:
             found = tally.found(test)
+            if not notes and not prop.stateful:
+                notes = tally.note()  # cut short by the time limit: replay the last failure
             raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible,
                                                    test.part, found))
         print(f"Passed on {ran} generated examples.")
