@@ -66,8 +66,8 @@ def where(part: str, traceback: str = "") -> str:
         return f"**Look at:** `{func}` in `{file}` (line {line}), where your code raised."
     if part not in FUNCTIONS:
         return ("**Look at:** the parts this guest uses (Part 1, and its paging part): make "
-                "their own tests pass first, one part at a time; then the replay below shows "
-                "the first step where the two runs part.")
+                "their own tests pass first, one part at a time; then `vmlab replay` shows the "
+                "first step where the two runs part.")
     return f"**Look at:** `{FUNCTIONS[part]}` in `{FILES[part]}` (part `{part}`)."
 
 

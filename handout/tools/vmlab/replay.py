@@ -200,16 +200,32 @@ def trace_both(root: Path, program: Any, paging: str) -> None:
     theirs, their_stop = guest_steps(root, program, paging, len(bare) + AFTER + 1)
     rows, first = side_by_side(bare, theirs)
     print(f"## Both runs, step by step ({paging} paging)\n")
-    print("Steps that change the pc, the mode or a register, as the guest sees them "
-          "(a hidden fault, a time slice: not steps); `>>` marks the first that differs.\n")
+    print(wrapped("Steps that change the pc, the mode or a register, as the guest sees them "
+                  "(a hidden fault, a time slice: not steps); `>>` marks the first that "
+                  "differs.\n"))
     print("```\n" + rows + "\n```\n")
     if first is None:
-        print(f"The two runs agree over all {len(bare)} steps: the difference is in state they "
-              "did not read back (a CSR, memory, the console); see the first difference above.")
-    print(f"\nThe bare machine: {bare_stop}\n\nUnder your VMM: " + their_stop.strip())
+        print(wrapped(f"The two runs agree over all {len(bare)} steps: the difference is in "
+                      "state they did not read back (a CSR, memory, the console); see the "
+                      "first difference above."))
+    print(wrapped(f"\nThe bare machine: {bare_stop}\n\nUnder your VMM: {their_stop.strip()}"))
 
 
 # ----- the command ------------------------------------------------------------------------------
+
+def wrapped(text: str, width: int = 100) -> str:
+    """Prose wrapped for a terminal; code blocks and table rows as they are."""
+    import textwrap
+    out, code = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            code = not code
+        if code or line.startswith(("```", "|")) or len(line) <= width:
+            out.append(line)
+        else:
+            out += textwrap.wrap(line, width, break_on_hyphens=False)
+    return "\n".join(out)
+
 
 def whole_program(test: str, example: Any) -> tuple[Any, str] | None:
     """A whole-guest example's program and paging, if it has one."""
@@ -250,8 +266,8 @@ def replay(
         example = _example(prop, version, blob, raw)
     except UsageError as e:
         raise fail(str(e)) from None
-    print(f"# {prop.title}\n\n{where(tests[test].part)}\n\n**The case:**\n\n"
-          f"{prop.describe(example)}\n")
+    print(wrapped(f"# {prop.title}\n\n{where(tests[test].part)}\n\n**The case:**\n\n"
+                  f"{prop.describe(example)}\n"))
     verdict, code = "PASSES: your VMM now gets this example right.", 0
     with Worker(root) as worker:
         try:
@@ -264,7 +280,7 @@ def replay(
                              f"{e.traceback.strip()}\n```"), 1
         except WorkerFailure as e:
             verdict, code = f"FAILS: the worker failed ({e.kind}): {e.detail}", 1
-    print(f"**Replayed against your VMM:** {verdict}\n")
+    print(wrapped(f"**Replayed against your VMM:** {verdict}\n"))
     guest = whole_program(test, example)
     if guest is not None:
         trace_both(root, *guest)
