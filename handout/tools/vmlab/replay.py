@@ -224,7 +224,7 @@ def wrapped(text: str, width: int = 100) -> str:
             out.append(line)
         else:
             out += textwrap.wrap(line, width, break_on_hyphens=False)
-    return "\n".join(out)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 def whole_program(test: str, example: Any) -> tuple[Any, str] | None:
