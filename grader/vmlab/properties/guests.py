@@ -146,6 +146,10 @@ def trim(detail: str) -> str:
     return "\n".join(["Traceback (your code, most recent call last):", *keep, *tail])
 
 
+LISTED = 64  # instructions a report lists: a shrunk program needs far fewer, and an unshrunk
+# one (a test out of time) keeps its report short; `vmlab replay` traces what actually ran
+
+
 def describe_program(p: SystemProgram) -> str:
     from machine.disasm import disassemble
     s = p.state
@@ -156,16 +160,17 @@ def describe_program(p: SystemProgram) -> str:
     if base is not None:
         data = code[base]
         start = entry - base
-        offsets = range(start, min(len(data), start + 4 * 160), 4)
+        offsets = range(start, min(len(data), start + 4 * LISTED), 4)
         words = [(base + off, int.from_bytes(data[off:off + 4], "little")) for off in offsets]
         lines += _listing(words, disassemble)
     lines.append("```")
     names = {v: k for k, v in CSR.items()}
     state = ", ".join(f"{names.get(n, hex(n))}=`{v:#x}`" for n, v in s.csrs)
-    regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(s.regs) if v)
+    from machine.trace import ABI
+    regs = ", ".join(f"x{i} ({ABI[i]})=`{v:#x}`" for i, v in enumerate(s.regs) if v)
     others = ", ".join(f"`{a:#010x}` ({len(d)} bytes)" for a, d in p.segments)
     return (f"The guest program, from its entry `{entry:#010x}` in virtual S-mode "
-            f"(the listing stops at 160 instructions):\n\n" + "\n".join(lines)
+            f"(the listing stops at {LISTED} instructions):\n\n" + "\n".join(lines)
             + f"\n\nInitial CSRs: {state}\n\nInitial registers: {regs}\n\n"
             f"Memory loaded at: {others}")
 

@@ -116,12 +116,7 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             self.shown = 0  # the operations a failure lists: up to the one being checked
 
         def _fail(self, what: str) -> None:
-            raise Counterexample(what, "Channels (sender → receiver, capacity): "
-                                 + ", ".join(f"{cid}: g{s} → g{r}, {c}" for cid, (s, r, c)
-                                             in self.ends.items())
-                                 + "\n\nThe operations, in order:\n\n" + "\n".join(
-                                     f"{i + 1}. {h}" for i, h in
-                                     enumerate(self.history[:self.shown])))
+            raise Counterexample(what, describe_history(self.ends, self.history[:self.shown]))
 
         def _call(self, request: dict, check: Callable[[dict], None]) -> None:
             """Queue an operation (the last entry of the history) and its check."""
@@ -413,8 +408,55 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
     return IPC
 
 
-def describe_ipc(_: object) -> str:
-    return ""
+def describe_history(ends: dict, history: list[str], one_channel: bool = True) -> str:
+    """The channels, then the run as a timeline of the guests: a row per operation, a lane per
+    guest. Only the failing channel's operations (the last one's) and the stops are shown."""
+    import re
+    channel = re.search(r"\((\d+),", history[-1]) if history else None
+    cid = int(channel.group(1)) if channel and one_channel else None
+    rows, hidden, state = [], 0, ["."] * GUESTS
+    for i, h in enumerate(history):
+        m = re.match(r"g(\d+)", h)
+        who = int(m.group(1)) if m else None
+        on = re.search(r"\((\d+),", h)
+        if cid is not None and on and int(on.group(1)) != cid:
+            hidden += 1
+            continue
+        lanes = list(state)
+        if who is not None:
+            lanes[who] = "x" if h.endswith("stops") else "*"
+            state[who] = "x" if h.endswith("stops") else "w" if h.endswith("blocked") else "."
+        rows.append(f"{i + 1:>3}  {''.join(f'{c:<4}' for c in lanes)}{h}")
+    head = f"  #  {''.join(f'g{g:<3}' for g in range(GUESTS))}operation"
+    shown = f"those on channel {cid}" if cid is not None else "all of them"
+    note = f" ({hidden} on other channels not shown)" if hidden else ""
+    return ("Channels (sender → receiver, capacity): "
+            + ", ".join(f"{c}: g{s} → g{r}, {cap}" for c, (s, r, cap) in ends.items())
+            + f"\n\nThe operations, in order: {shown}{note}; a lane per guest: `*` makes "
+            "the call, `w` waits, `x` has stopped:\n\n```\n" + head + "\n"
+            + "\n".join(rows) + "\n```")
+
+
+def describe_ipc(run: object) -> str:
+    """A run that raised or crashed, from the calls made to the worker: the channels, then
+    the batch of operations (which one raised, the traceback says)."""
+    if not isinstance(run, list):
+        return ""
+    start = next((args for probe, args in run if probe == "ipc_start"), None)
+    ops = [op for probe, args in run if probe == "ipc_batch" for op in args["ops"]]
+    ends = dict(enumerate(tuple(p) for p in start["pairs"])) if start else {}
+    history = []
+    for op in ops:
+        if op["op"] == "kill":
+            history.append(f"g{op['guest']} stops")
+        elif op["op"] == "send":
+            history.append(f"g{op['guest']}: send({op['cid']}, {op['size']} bytes at "
+                           f"{op['buf']:#x})")
+        else:
+            history.append(f"g{op['guest']}: {op['op']}({op['cid']}, buffer of {op['size']} "
+                           f"bytes at {op['buf']:#x})")
+    # which operation raised, only the traceback knows: all of them
+    return describe_history(ends, history, one_channel=False) if history else ""
 
 
 register(Property(

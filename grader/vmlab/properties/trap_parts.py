@@ -134,14 +134,24 @@ def csr_instructions(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
 
 
 def describe_state(state: dict) -> str:
+    """The virtual CPU by name, in hex: the fields that are not zero, one a row, then the
+    names of those that are."""
     rows = [f"| mode | {'S' if state['mode'] else 'U'} (virtual) |",
             f"| pc | `{state['pc']:#010x}` |"]
     names = {v: k for k, v in CSR.items()}
-    for num, value in state["csrs"]:
-        rows.append(f"| {names.get(num, hex(num))} | `{value:#x}` |")
-    for name, value in state.get("fields", {}).items():
-        rows.append(f"| {name} | `{value:#x}` |")
-    regs = ", ".join(f"x{i}=`{v:#x}`" for i, v in enumerate(state["regs"]) if v)
+    zero = []
+    fields = [(names.get(num, hex(num)), value) for num, value in state["csrs"]]
+    for name, value in fields + list(state.get("fields", {}).items()):
+        if isinstance(value, bool):
+            rows.append(f"| {name} | {value} |")
+        elif value:
+            rows.append(f"| {name} | `{value:#x}` |")
+        else:
+            zero.append(name)
+    if zero:
+        rows.append(f"| zero | {', '.join(zero)} |")
+    from machine.trace import ABI
+    regs = ", ".join(f"x{i} ({ABI[i]})=`{v:#x}`" for i, v in enumerate(state["regs"]) if v)
     return ("| field | value |\n| --- | --- |\n" + "\n".join(rows)
             + f"\n\nregisters: {regs or 'all zero'}")
 
@@ -187,7 +197,7 @@ def dispatch_examples(draw: st.DrawFn) -> dict:
 
 
 def expected_route(a: dict) -> list:
-    """The calls `handle` makes, by the lecture's table."""
+    """The calls `handle` makes, by LAB.md's table (section 3)."""
     cause, tval, vmode = a["cause"], a["tval"], a["vmode"]
     access = {12: 0, 13: 1, 15: 2, 20: 0, 21: 1, 23: 2}
     if cause == 8 and vmode == S:
@@ -247,7 +257,7 @@ def describe_dispatch(a: dict) -> str:
 
 
 register(Property(
-    "trap-dispatch", "Trap dispatch: every trap goes where the lecture's table says",
+    "trap-dispatch", "Trap dispatch: every trap goes where LAB.md's table says",
     "Trap and emulate: the VMM sees every trap the guest causes and must decide whether to "
     "emulate it (a privileged instruction of the guest kernel), serve it (an SBI call), handle "
     "it for itself (a hidden page fault) or reflect it into the guest kernel.",

@@ -3,11 +3,14 @@
 The visible tests of the rubric, with the same code, seeds and examples as the autograder, on
 the VMM in the current folder; the same feedback, printed as text; a results.json in .vmlab/ for
 the curious. Nothing in the folder is changed.
+
+What it prints, in this order: the score table, in the rubric's order of parts; one line naming
+the parts that are still stubs (their tests need nothing more said); then one block per other
+failed test, headed by its part, its id and its score, with the autograder's report.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,7 +18,8 @@ import typer
 
 from . import labroot
 from .errors import UsageError, fail
-from .rubric import Rubric
+from .feedback import FILES, FUNCTIONS, NOT_WRITTEN
+from .rubric import Rubric, Test
 
 
 def check(
@@ -24,7 +28,7 @@ def check(
     lab: Path = typer.Option(None, "--lab", help="the handout folder (default: here)"),
 ) -> None:
     """Run the visible tests on your VMM, with the autograder's feedback."""
-    from .grade import grade_lab, print_table, select
+    from .grade import grade_lab, select
     from .rubric import load as load_rubric
     root = labroot.use(lab.resolve() if lab else None)
     if not (root / "vmm").is_dir():
@@ -41,13 +45,74 @@ def check(
     out = root / ".vmlab" / "results.json"
     results = grade_lab(root, rubric, tests, out,
                         log=lambda s: print(s, file=sys.__stderr__, flush=True))
-    for t in sorted(results.get("tests", []), key=lambda t: t.get("number", "")):
-        if t.get("score", 0) < t.get("max_score", 0):
-            print(f"\n---- {t.get('name')}\n\n{t.get('output', '').strip()}\n")
-    print_table(results, f"{rubric.title}: visible tests")
-    failed = [t for t in results.get("tests", []) if t.get("score", 0) < t.get("max_score", 0)]
-    json.dumps(results)
-    raise typer.Exit(1 if failed else 0)
+    outcomes = by_test(results, tests)
+    print_table(rubric, outcomes)
+    print(report(rubric, outcomes))
+    raise typer.Exit(1 if any(r.get("score", 0) < r.get("max_score", 0)
+                              for _, r in outcomes) else 0)
+
+
+def by_test(results: dict, tests: list[Test]) -> list[tuple[Test, dict]]:
+    """Each selected test with its entry of results.json, in the rubric's order."""
+    entries = {str(r.get("name", "")).rsplit("[", 1)[-1].rstrip("]"): r
+               for r in results.get("tests", [])}
+    return [(t, entries.get(t.id, {"score": 0, "max_score": t.weight,
+                                   "output": "(no result: the grader did not run it)"}))
+            for t in tests]
+
+
+def print_table(rubric: Rubric, outcomes: list[tuple[Test, dict]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    Console(stderr=False).print(escape(f"{rubric.title}: visible tests"))
+    table = Table()
+    for name, justify in (("", "left"), ("part (--part)", "left"), ("test (--test)", "left"),
+                          ("score", "right"), ("examples · fingerprint", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    total = maximum = 0.0
+    for t, r in outcomes:
+        score, top = r.get("score", 0), r.get("max_score", 0)
+        total, maximum = total + score, maximum + top
+        style = "green" if score >= top else "red"
+        # which examples the test drew (suite.Fingerprint): Gradescope shows the same
+        drawn = r.get("extra_data", {})
+        table.add_row(rubric.parts[t.part][1], t.part, t.id,
+                      f"[{style}]{score:g} / {top:g}[/{style}]",
+                      f"{drawn['examples']} · {drawn['fingerprint']}" if drawn else "")
+    table.add_section()
+    table.add_row("", "", "total", f"{total:g} / {maximum:g}", "")
+    Console(stderr=False).print(table)
+
+
+def report(rubric: Rubric, outcomes: list[tuple[Test, dict]]) -> str:
+    """The stubs in one line, then a block per other failed test."""
+    failed = [(t, r) for t, r in outcomes if r.get("score", 0) < r.get("max_score", 0)]
+    stubs = [(t, r) for t, r in failed if r.get("output", "").startswith(NOT_WRITTEN)]
+    blocks = []
+    if stubs:
+        parts = list(dict.fromkeys(_stub_part(r["output"]) for _, r in stubs))
+        named = "\n".join(f"- {p}: `{FUNCTIONS.get(p, '?')}` in `{FILES.get(p, 'vmm/')}`"
+                           for p in parts)
+        blocks.append(f"\n==== Not written yet ({len(parts)} part{'s' * (len(parts) != 1)}:"
+                      f" each still raises NotImplementedError)\n\n{named}\n\nThese tests "
+                      "score 0 until they are written: " + ", ".join(t.id for t, _ in stubs)
+                      + ".")
+    for t, r in failed:
+        if (t, r) in stubs:
+            continue
+        group = rubric.parts[t.part][1]
+        blocks.append(f"\n==== test {t.id}: {r.get('score', 0):g} / {r.get('max_score', 0):g} "
+                      f"({group}, part {t.part})\n\n"
+                      + str(r.get("output", "")).strip())
+    if not failed:
+        blocks.append("\nEvery test run here passes.")
+    return "\n".join(blocks) + "\n"
+
+
+def _stub_part(output: str) -> str:
+    rest = output[len(NOT_WRITTEN):]
+    return rest.split("`")[1] if rest.count("`") >= 2 else "?"
 
 
 def hidden_only_on_autograder(test_id: str, rubric: Rubric) -> str:

@@ -7,6 +7,8 @@ SBI shutdown, and the non-zero codes of machine.EXIT_CODES otherwise.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +99,32 @@ def trace_machine(m: Machine, max_steps: int) -> Stop:
     sys.stdout.buffer.write(m.console)
     sys.stdout.flush()
     return stop
+
+
+def your_exception(detail: str) -> str:
+    """A handler-error's traceback as the student needs it: their function and file first,
+    then their frames only (vmm/), and the exception; not the machine's frames, nor the trap
+    that was being handled when their code raised ("During handling of ...")."""
+    last = detail.rsplit("Traceback (most recent call last):", 1)[-1]
+    lines = last.strip().splitlines()
+    exc = lines[-1] if lines else detail.strip()
+    frames, i = [], 0
+    while i < len(lines) - 1:
+        line = lines[i]
+        if line.lstrip().startswith("File ") and f"{os.sep}vmm{os.sep}" in line:
+            file = "vmm/" + line.split(f"{os.sep}vmm{os.sep}", 1)[1]
+            frames.append('  File "' + file)
+            if i + 1 < len(lines) - 1 and not lines[i + 1].lstrip().startswith("File "):
+                frames.append(lines[i + 1])
+        i += 1
+    m = re.search(r'File "(vmm/\w+\.py)", line (\d+), in (\w+)', "\n".join(frames[::-1]))
+    head = "vmlab: your VMM raised an exception, and the run stopped (handler-error)"
+    if m:
+        head = f"vmlab: `{m.group(3)}` in {m.group(1)} (line {m.group(2)}) raised {exc}"
+        if exc.startswith("NotImplementedError"):
+            head = (f"vmlab: `{m.group(3)}` in {m.group(1)} is not written yet "
+                    f"({exc.split(': ', 1)[-1]})")
+    return "\n".join([head, "Traceback (your code, most recent call last):", *frames, exc])
 
 
 def print_stats(m: Machine) -> None:

@@ -50,7 +50,11 @@ def run_guests(progs: list, modes: str, channels: list[str], max_steps: int, sta
         if stop.reason != "budget" or left <= 0:
             break
     printer.flush(final=True)
-    if stop.reason not in ("halted", "budget"):  # the VMM itself failed (a handler raised)
+    if stop.reason == "handler-error":  # the student's code raised: their frames only
+        from .run import your_exception
+        sys.stderr.write(your_exception(stop.detail) + "\n")
+        return stop.exit_code
+    if stop.reason not in ("halted", "budget"):  # the VMM itself failed
         sys.stderr.write(f"vmlab: the VMM stopped: {stop}\n")
         return stop.exit_code
     if stats:

@@ -151,25 +151,84 @@ def grading_settings(examples: int) -> settings:
                     stateful_step_count=15, report_multiple_bugs=False)
 
 
+class Tally:
+    """How a test's run went, for the report: the examples run, and the failing examples seen
+    (the first one found, the last one shrunk to)."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+        self.first_at = 0  # the example that failed first (1-based), 0 if none has
+        self.first: object = None
+        self.last: object = None
+        self.out_of_time = False  # the time ran out after a failure: shrinking was cut short
+        self.token: str | None = None  # the last failing example's replay token
+
+    def failed(self, example: object) -> None:
+        if not self.first_at:
+            self.first_at, self.first = self.ran, example
+        self.last = example
+        self.token = _token()
+
+    def note(self) -> list[str]:
+        """hypothesis's note for the last failing example, as it prints one when it finishes:
+        a test cut short by its time limit still offers a replay."""
+        if self.token is None:
+            return []
+        version, blob = self.token.split(":", 1)
+        return [f"@reproduce_failure({version!r}, b{blob!r})"]
+
+    def found(self, test: Test) -> feedback.Found | None:
+        if not self.first_at:
+            return None
+        return feedback.Found(self.first_at, test.examples, self.last != self.first,
+                              self.out_of_time)
+
+
+def _token() -> str | None:
+    """VERSION:BLOB of the example hypothesis is running now (what `print_blob` prints)."""
+    try:  # internals of the pinned hypothesis (pyproject.toml)
+        from hypothesis import __version__
+        from hypothesis.control import current_build_context
+        from hypothesis.core import encode_failure
+        return f"{__version__}:{encode_failure(current_build_context().data.choices).decode()}"
+    except Exception:  # noqa: BLE001 - no token: the report offers no replay, nothing worse
+        return None
+
+
+class _Seen(list):
+    """Counterexample.made for a state machine: each failing run's operations go to the tally
+    too (a run is not an example that check() sees)."""
+
+    def __init__(self, tally: Tally) -> None:
+        super().__init__()
+        self.tally = tally
+
+    def append(self, failure: BaseException) -> None:
+        super().append(failure)
+        self.tally.failed(getattr(failure, "_example", ""))
+
+
 def run_property(prop: Property, test: Test, worker: Any, deadline: float | None = None,
-                 fingerprint: Fingerprint | None = None, hard_deadline: float | None = None,
+                 tally: Tally | None = None, fingerprint: Fingerprint | None = None,
+                 hard_deadline: float | None = None,
                  ) -> tuple[int, BaseException | None, list[str]]:
     """Run one property: (examples run, the failure or None, hypothesis's notes); each example
     goes into `fingerprint`. Past `deadline` it stops once it has run MIN_EXAMPLES; past
     `hard_deadline` (the run's), at once."""
     pin_constants()
+    tally = tally or Tally()
     prints = fingerprint if fingerprint is not None else Fingerprint()
-    ran = [0]
-    failures: list[BaseException] = []  # every failure seen, shrinking included
+    # every failure seen, shrinking included
+    failures: list[BaseException] = _Seen(tally) if prop.stateful else []
     Counterexample.made = failures
 
     def guard() -> None:
         now = time.monotonic()
         if hard_deadline is not None and now > hard_deadline:
             raise TimeUp()
-        if deadline is not None and ran[0] >= MIN_EXAMPLES and now > deadline:
+        if deadline is not None and tally.ran >= MIN_EXAMPLES and now > deadline:
             raise TimeUp()
-        ran[0] += 1
+        tally.ran += 1
 
     def check(example: object) -> None:
         guard()
@@ -179,12 +238,19 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
         except StudentError as e:
             if e.kind == "NotImplementedError":
                 raise PartMissing(e) from None
+            e.example = _describe(prop, example)  # type: ignore[attr-defined]
+            tally.failed(example)
             failures.append(e)
             raise
         except WorkerFailure as e:
+            e.example = _describe(prop, example)  # type: ignore[attr-defined]
+            tally.failed(example)
             failures.append(e)
             if e.kind in HOPELESS:
                 raise Hopeless(e) from None
+            raise
+        except Counterexample:
+            tally.failed(example)
             raise
 
     try:
@@ -194,43 +260,65 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
                 # seeded as the others are (hypothesis copies the seed from the machine's
                 # class): derandomized, the visible and the hidden test would run the same
                 # examples, whatever the rubric's seeds
-                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard, prints)))
+                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard, prop, tally,
+                                                                 prints)))
                 run_state_machine_as_test(machine, settings=grading_settings(test.examples))
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
                     given(prop.strategy())(check)))()
     except (PartMissing, Hopeless) as e:
-        return ran[0], e.error, []
+        return tally.ran, e.error, []
     except TimeUp:
         # out of time: the failure found (the smallest so far, if shrinking had begun), or none
-        return ran[0], failures[-1] if failures else TimeUp(), []
+        tally.out_of_time = bool(failures)
+        return tally.ran, failures[-1] if failures else TimeUp(), []
     except Exception as e:  # noqa: BLE001 - any failure of the property is the verdict
         if isinstance(getattr(e, "__cause__", None), (PartMissing, Hopeless)):
-            return ran[0], e.__cause__.error, []
-        return ran[0], e, list(getattr(e, "__notes__", []))
+            return tally.ran, e.__cause__.error, []
+        return tally.ran, e, list(getattr(e, "__notes__", []))
     finally:
         Counterexample.made = None
-    return ran[0], None, []
+    return tally.ran, None, []
+
+
+def _describe(prop: Property, example: object) -> Callable[[], str]:
+    """The example as the report shows it, made only if the report needs it."""
+    def text() -> str:
+        try:
+            return prop.describe(example)
+        except Exception as e:  # noqa: BLE001 - a report without its example beats none
+            return f"(the example could not be shown: {type(e).__name__})"
+    return text
 
 
 class _Guarded:
-    """The worker, counting each call of a stateful test as an example for the time limit and
-    turning a stub's NotImplementedError into PartMissing."""
+    """The worker, counting each call of a stateful test as an example for the time limit,
+    turning a stub's NotImplementedError into PartMissing, and giving a raise or a crash the
+    run it happened in (the state machine's operations, as the report shows them)."""
 
-    def __init__(self, worker: Any, guard: Callable[[], None], prints: Fingerprint) -> None:
-        self.worker, self.guard, self.prints = worker, guard, prints
+    def __init__(self, worker: Any, guard: Callable[[], None], prop: Property,
+                 tally: Tally, prints: Fingerprint) -> None:
+        self.worker, self.guard, self.prop, self.tally = worker, guard, prop, tally
+        self.prints = prints
+        self.run: list[tuple[str, dict]] = []
 
     def call(self, probe: str, args: dict) -> dict:
         if probe == "ipc_start":
             self.guard()
+            self.run = []
+        self.run.append((probe, args))
         self.prints.add((probe, json.dumps(args, sort_keys=True, default=canonical)))
         try:
             return self.worker.call(probe, args)
         except StudentError as e:
             if e.kind == "NotImplementedError":
                 raise PartMissing(e) from None
+            e.example = _describe(self.prop, list(self.run))  # type: ignore[attr-defined]
+            self.tally.failed(self.run)
             raise
         except WorkerFailure as e:
+            e.example = _describe(self.prop, list(self.run))  # type: ignore[attr-defined]
+            self.tally.failed(self.run)
             if e.kind in HOPELESS:
                 raise Hopeless(e) from None
             raise
@@ -264,10 +352,12 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
         # walking it while this test allocates
         gc.collect()
         gc.freeze()
-        prints = Fingerprint()
-        ran, failure, notes = run_property(prop, test, worker, deadline, prints, run_deadline)
-        log(f"{test.id}: {ran} examples, {time.monotonic() - start:.1f} s, "
-            f"{'passed' if failure is None else 'failed'}, examples {prints.hex()}")
+        tally, prints = Tally(), Fingerprint()
+        ran, failure, notes = run_property(prop, test, worker, deadline, tally, prints,
+                                           run_deadline)
+        log(f"{test.id}: {ran} example{'s' if ran != 1 else ''}, "
+            f"{time.monotonic() - start:.1f} s, {'passed' if failure is None else 'failed'}, "
+            f"examples {prints.hex()}")
         # gradescope.py puts it in the test's extra_data; the line below shows it to students
         self.extra_data = {"examples": ran, "fingerprint": prints.hex()}
         drawn = (f"Examples fingerprint: `{prints.hex()}` (seed {test.seed}, "
@@ -286,8 +376,11 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
             print(drawn)
             return
         if failure is not None:
-            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible)
-                                  + "\n\n" + drawn)
+            found = tally.found(test)
+            if not notes and not prop.stateful:
+                notes = tally.note()  # cut short by the time limit: replay the last failure
+            raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible,
+                                                   test.part, found) + "\n\n" + drawn)
         print(f"Passed on {ran} generated examples.")
         print(drawn)
 
