@@ -34,6 +34,9 @@ KNOWN_OPEN: dict[str, str] = {
     "leak-symlinks": "the grader follows symlinks to /etc/passwd; the text reaches feedback",
     "fake-results": "a forged answer on the worker's channel: hypothesis's FlakyFailure, with "
                     "the grader's paths, is the feedback",
+    "shadow-modules": "the feedback does not say the files outside the editable list were "
+                      "ignored",
+    "extra-files": "the feedback does not say the files outside the editable list were ignored",
     # hangs, crashes, exhaustion
     "import-loop": "an endless loop at import: each example waits for the worker's start; the "
                    "run overruns the rubric's time",

@@ -745,9 +745,9 @@ def _attacks() -> list[Attack]:
         A("fake-results", "fake results on stdout and forged answers on every descriptor",
           on_stubs({"trap": FAKE_RESULTS})),
         A("shadow-modules", "json.py, machine.py, vmlab/, sitecustomize.py in the upload",
-          shadowing),
+          shadowing, feedback=r"ignored|not used|not graded"),
         A("extra-files", "edits files outside the editable list (monitor, machine, tools)",
-          extra_files),
+          extra_files, feedback=r"ignored|not used|not graded"),
         # hangs, crashes, exhaustion
         A("import-loop", "an endless loop at import",
           on_stubs({"trap": "while True:\n    pass\n"}), feedback=r"time|hang|loop"),
