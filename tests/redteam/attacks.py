@@ -696,6 +696,10 @@ def _solution_files(ctx: Context) -> dict[str, str]:
 def _attacks() -> list[Attack]:
     A = Attack
     out = [
+        # controls: no attack at all; every check must pass on them
+        A("control-stubs", "the untouched handout", on_stubs({})),
+        A("control-honest-trap", "the solution's trap.py, the stubs elsewhere",
+          on_solution_trap({}), deserved=HONEST_TRAP),
         # the grading process and its result
         A("machine-append", "appends code to the lab folder's machine/ package at import",
           on_stubs({"trap": MACHINE_APPEND})),
