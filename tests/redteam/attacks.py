@@ -460,7 +460,7 @@ _RT_HOARD = []
 ''' + handler("reflect", '''
 while len(_RT_HOARD) < 15:  # 1.5 GB, and no more: this machine must survive the test
     _RT_HOARD.append(b"x" * (100 << 20))
-raise MemoryError("hoarded")
+raise RuntimeError("hoarded")  # the grader must find out on its own
 ''')
 
 FORK_SURVIVORS = '''
@@ -775,7 +775,7 @@ def _attacks() -> list[Attack]:
         A("recursion-deep", "unbounded recursion past a raised recursion limit",
           on_stubs({"trap": handler("reflect", "_rt_sys.setrecursionlimit(10**7)\n"
                                     "reflect(vmm, guest, cause, tval)\n")}),
-          feedback=r"recursion|crash|died"),
+          feedback=r"recursion"),
         A("memory", "hoards 1.5 GB in a handler", on_stubs({"trap": MEMORY}),
           feedback=r"memory"),
         A("fork-survivors", "forked children that outlive the grader",
