@@ -467,7 +467,7 @@ _RT_HOARD = []
 ''' + handler("reflect", '''
 while len(_RT_HOARD) < 15:  # 1.5 GB, and no more: this machine must survive the test
     _RT_HOARD.append(b"x" * (100 << 20))
-raise MemoryError("hoarded")
+raise RuntimeError("hoarded")  # the grader must find out on its own
 ''')
 
 FORK_SURVIVORS = '''
@@ -703,6 +703,10 @@ def _solution_files(ctx: Context) -> dict[str, str]:
 def _attacks() -> list[Attack]:
     A = Attack
     out = [
+        # controls: no attack at all; every check must pass on them
+        A("control-stubs", "the untouched handout", on_stubs({})),
+        A("control-honest-trap", "the solution's trap.py, the stubs elsewhere",
+          on_solution_trap({}), deserved=HONEST_TRAP),
         # the grading process and its result
         A("machine-append", "appends code to the lab folder's machine/ package at import",
           on_stubs({"trap": MACHINE_APPEND})),
@@ -753,9 +757,9 @@ def _attacks() -> list[Attack]:
         A("fake-results", "fake results on stdout and forged answers on every descriptor",
           on_stubs({"trap": FAKE_RESULTS})),
         A("shadow-modules", "json.py, machine.py, vmlab/, sitecustomize.py in the upload",
-          shadowing),
+          shadowing, feedback=r"ignored|not used|not graded"),
         A("extra-files", "edits files outside the editable list (monitor, machine, tools)",
-          extra_files),
+          extra_files, feedback=r"ignored|not used|not graded"),
         # hangs, crashes, exhaustion
         A("import-loop", "an endless loop at import",
           on_stubs({"trap": "while True:\n    pass\n"}), feedback=r"time|hang|loop"),
@@ -779,7 +783,7 @@ def _attacks() -> list[Attack]:
         A("recursion-deep", "unbounded recursion past a raised recursion limit",
           on_stubs({"trap": handler("reflect", "_rt_sys.setrecursionlimit(10**7)\n"
                                     "reflect(vmm, guest, cause, tval)\n")}),
-          feedback=r"recursion|crash|died"),
+          feedback=r"recursion"),
         A("memory", "hoards 1.5 GB in a handler", on_stubs({"trap": MEMORY}),
           feedback=r"memory"),
         A("fork-survivors", "forked children that outlive the grader",

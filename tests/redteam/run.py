@@ -407,8 +407,8 @@ def run_attack(attack: Attack, path: GradingPath | None = None, keep: bool = Fal
         outcome.wall = time.monotonic() - start
         time.sleep(GRACE)  # a daemon waiting for the grader to exit acts now
         alive = survivors(marker, before)
-        check(outcome, attack, marker, path.results(work, out), status, usage, rubric_time=LAB_TIME,
-              alive=alive, listener=listener, tmp=tmp if prefix else None,
+        check(outcome, attack, marker, path.results(work, out), status, usage,
+              rubric_time=LAB_TIME, alive=alive, listener=listener, tmp=tmp if prefix else None,
               output=(stdout, stderr), submission=submission, sub_before=sub_before,
               snapshot=snapshot, work=work)
     except Exception as e:  # noqa: BLE001 - the runner's own failure is the attack's failure
@@ -467,7 +467,7 @@ def check(o: Outcome, attack: Attack, marker: str, out: Path, status: int,
     problems = o.problems
     if o.wall > rubric_time:
         problems.append(f"took {o.wall:.0f} s, past the rubric's {rubric_time:g} s")
-    results = _results(out, problems)
+    results = _results(out, problems, status)
     if results is not None:
         o.layers = sandbox_layers(results)
         o.score = _score(results)
@@ -498,10 +498,12 @@ def check(o: Outcome, attack: Attack, marker: str, out: Path, status: int,
     _check_files(problems, marker, tmp, submission, sub_before, snapshot, work)
 
 
-def _results(out: Path, problems: list[str]) -> dict | None:
+def _results(out: Path, problems: list[str], status: int) -> dict | None:
     from vmlab.gradescope import ResultsError, validate_results
     if not out.is_file():
-        problems.append("no results.json")
+        code = os.waitstatus_to_exitcode(status)
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        problems.append(f"no results.json (the grader {how})")
         return None
     try:
         results = json.loads(out.read_text())
@@ -553,11 +555,11 @@ def _size(p: Path) -> int:
 
 # ----- the table ----------------------------------------------------------------------------
 
-def table(outcomes: list[Outcome], known_open: dict[str, str]) -> None:
+def table(outcomes: list[Outcome], known_open: dict[str, str], path: str = "grade") -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-    t = Table(title="red team: each attack through `vmlab grade`", title_justify="left")
+    t = Table(title=f"red team: each attack through the {path} path", title_justify="left")
     for col in ("attack", "got", "deserved", "wall", "layers", "result"):
         t.add_column(col, justify="right" if col in ("got", "deserved", "wall") else "left")
     for o in outcomes:
@@ -598,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     # each attack in a process of its own: it adopts the attack's orphans, and only those
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         outcomes = list(pool.map(lambda n: _isolated(n, args.path, args.keep), chosen))
-    table(outcomes, KNOWN_OPEN)
+    table(outcomes, KNOWN_OPEN, args.path)
     return 0 if all(o.passed or o.name in KNOWN_OPEN for o in outcomes) else 1
 
 
