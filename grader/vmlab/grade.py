@@ -154,7 +154,7 @@ def grade(
 ) -> None:
     """Grade a submission: a score table on stdout, and Gradescope's results.json."""
     from . import offering
-    from .submission import assemble, syntax_errors
+    from .submission import assemble, ignored, syntax_errors
     try:
         rubric = load_rubric(rubric_path)
         secret = offering.secret_from(secret)
@@ -166,8 +166,11 @@ def grade(
         from .gradescope import write_error_results
         write_error_results(out, f"Grading could not start: {e}")
         raise fail(str(e)) from None
-    from .feedback import missing_files
+    from .feedback import ignored_files, missing_files
     notes = [missing_files(missing)] if missing else []
+    others = ignored(submission, taken)
+    if others:
+        notes.append(ignored_files(others, rubric.editable))
     broken = syntax_errors(lab, [f for f in rubric.editable if f not in missing])
     if broken:
         notes.append("These files do not parse, so nothing that imports them can run and "

@@ -162,6 +162,27 @@ def assemble(submission: Path, handout: Path, editable: tuple[str, ...],
     return dest, taken, missing
 
 
+def ignored(submission: Path, taken: list[str]) -> list[str]:
+    """The files of `submission` that grading did not take (a zip's files inside a zip are
+    not listed one by one)."""
+    submission = Path(submission)
+    if submission.is_dir():
+        names = []
+        for folder, dirs, files in os.walk(submission):
+            dirs[:] = sorted(d for d in dirs if not _skipped(d))
+            names += [(Path(folder) / f).relative_to(submission).as_posix() for f in files]
+    elif zipfile.is_zipfile(submission):
+        try:
+            with zipfile.ZipFile(submission) as z:
+                names = [i.filename for i in z.infolist() if not i.is_dir()]
+        except (zipfile.BadZipFile, *UNREADABLE):
+            names = []
+    else:
+        names = []
+    inside = {t.split(".zip/", 1)[0] + ".zip" for t in taken if ".zip/" in t}  # zips we read
+    return sorted(n for n in names if n not in taken and n not in inside and not _skipped(n))
+
+
 def syntax_errors(lab: Path, files: list[str]) -> dict[str, str]:
     """For each of `files` (relative to `lab`) that Python cannot parse, why, naming the line.
     Parsing runs none of the code, so the grader may do it itself."""

@@ -16,10 +16,6 @@ KNOWN_OPEN: dict[str, str] = {
     "probe-replace": "the harness's probes run in the student's process",
     "patch-worker": "the harness's probes run in the student's process",
     "honest+patch-worker": "the harness's probes run in the student's process",
-    # the feedback
-    "shadow-modules": "the feedback does not say the files outside the editable list were "
-                      "ignored",
-    "extra-files": "the feedback does not say the files outside the editable list were ignored",
     # the grader's properties, not the sandbox
     "flush-does-nothing": "grader: shadow-flush credits a no-op flush when fill makes no entry",
     "wrong-types-negative": "grader: shadow-flush credits a no-op flush when fill returns -1",

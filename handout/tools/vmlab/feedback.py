@@ -148,6 +148,13 @@ def _one_line(text: str) -> str:
     return line[:200].replace("`", "'")
 
 
+def ignored_files(names: list[str], editable: tuple[str, ...], shown: int = 8) -> str:
+    listed = ", ".join(f"`{n}`" for n in names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (f"Only the editable files ({', '.join(f'`{e}`' for e in editable)}) are graded; "
+            f"the other files of your submission were ignored: {listed}{more}.")
+
+
 def missing_files(names: list[str]) -> str:
     return ("These files were not in your submission, so the handout's stubs were graded in "
             "their place: " + ", ".join(f"`{n}`" for n in names) + ".")
