@@ -27,7 +27,7 @@ from .answers import SHAPES, shape_error
 from .confine import LIVE, Confinement, plan
 
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
-START_TIME = 30.0  # seconds the worker may take to start and import the student's code
+START_MARGIN = 10.0  # seconds a start (and the student's import) may take past an example's
 
 ERROR_SHAPE = {"type": "object", "required": ["type", "message", "traceback"],
                "properties": {"type": {"type": "string"}, "message": {"type": "string"},
@@ -82,7 +82,7 @@ class Worker:
                                      start_new_session=True)
         LIVE.add(self.proc.pid)
         try:
-            ready = self._read(self._wait(START_TIME))
+            ready = self._read(self._wait(self.timeout + START_MARGIN))
         except WorkerFailure as e:
             self.stop()
             detail = ("importing your code did not finish in time (an endless loop at import?)"
