@@ -108,9 +108,6 @@ def _horizon(m: Any, first: dict) -> tuple[list[dict], str | None]:
     return states, None
 
 
-HART_FIELDS = ["pc", "mode", "instret", "time", *CSR_FIELDS]
-
-
 def _hart_difference(bare: dict, v: dict) -> tuple[str, Any, Any] | None:
     """The first hart field where the guest's virtual CPU differs from a bare state."""
     checks = [("pc", bare["pc"], v["pc"]), ("privilege mode", bare["mode"], v["mode"]),

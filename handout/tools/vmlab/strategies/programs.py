@@ -749,11 +749,12 @@ def _pte_write(a: int, b: int, table: int, page: int, pte: int, fence_all: bool)
 
 def churn_words(iterations: int, bits: int) -> list[int]:
     """A long run of address-space changes, hundreds of flushes: a counted loop around either
-    two satp switches, each followed by a load from one data page and a store to the other;
+    two satp switches, each followed by a load from one data page and a store to the other
+    (the other way round after the second);
     or two different PTEs in turn for one data page (another frame, other permissions: an
     upgrade to writable), each followed by a load and a store to that page. A VMM whose tables
     leak runs out of frames; one that keeps a stale composition shows it."""
-    kind, bits = _take(bits, 2)
+    kind, bits = _take(bits, 3)  # a third satp switches, two thirds PTE changes
     r, bits = _take(bits, len(FREE_REGS))
     reg = FREE_REGS[r]
     others = tuple(x for x in FREE_REGS if x != reg)
@@ -764,12 +765,15 @@ def churn_words(iterations: int, bits: int) -> list[int]:
     s_off, u_off = 4 * k, -4 * (k + 1)  # from DATA_BASE_REG: into DATA_S, into DATA_U
     body: list[int] = []
     if kind == 0:
-        for fence in (bits & 1, bits & 2):
+        # each page is read under one root and written under the other: a shadow kept across
+        # the switch maps it to the other root's frame
+        for fence, (load, store) in ((bits & 1, (s_off, u_off)), (bits & 2, (u_off, s_off))):
             body += [encode("csrrs", a, 0, imm=CSR["satp"]), *li(b, SATP_TOGGLE),
                      encode("xor", a, a, b), encode("csrrw", 0, a, imm=CSR["satp"]),
                      *((encode("sfence.vma", 0, 0, 0),) if fence else ()),
-                     encode("lw", reg, DATA_BASE_REG, imm=s_off),
-                     encode("sw", 0, DATA_BASE_REG, reg, imm=u_off)]
+                     encode("lw", reg, DATA_BASE_REG, imm=load),
+                     encode("addi", reg, reg, imm=1),
+                     encode("sw", 0, DATA_BASE_REG, reg, imm=store)]
         return loop_words(LOOP_REG, iterations, body)
     which, bits = _take(bits, 2)
     page, off = ((DATA_U, u_off), (DATA_S, s_off))[which]
@@ -1010,7 +1014,8 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     groups: list[Group] = []
     for _ in range(draw(st.integers(1, max_sections))):
         kinds = (("straight", "straight", "loop", "long")
-                 + (("ucall", "ucall") if u_functions else ()) + (("churn",) if paging else ()))
+                 + (("ucall", "ucall") if u_functions else ())
+                 + (("churn", "churn") if paging else ()))
         kind = draw(sampled(kinds))
         features.add(kind)
         if kind == "straight":
