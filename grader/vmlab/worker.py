@@ -108,8 +108,11 @@ def probe_guest(a: dict) -> dict:
     from vmm import VMM, monitor
     # the VMM's own memory (its tables) kept small: a guest that fences or switches satp
     # hundreds of times exhausts it in a VMM that leaks a table a flush, as on a long run
-    monitor.VMM_RESERVED = VMM_MEMORY
-    vmm = VMM(host_memory=a.get("host_memory", 128 << 20))
+    reserved, monitor.VMM_RESERVED = monitor.VMM_RESERVED, VMM_MEMORY
+    try:
+        vmm = VMM(host_memory=a.get("host_memory", 128 << 20))
+    finally:
+        monitor.VMM_RESERVED = reserved
     guest = vmm.create_guest(_program(a["segments"], a["state"]["pc"]), memory=a["memory"],
                              paging=a["paging"])
     _apply_state(guest.vcpu, a["state"])
