@@ -52,7 +52,7 @@ SHAPES: dict[str, dict] = {
                       leaks={"type": "array", "items": {"type": "array", "items": TEXT,
                                                         "minItems": 2, "maxItems": 2}},
                       pages=DIGESTS, full_pages=DIGESTS,
-                      native=INT),
+                      native=INT, attacker_instret=INT),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
     "flush": _obj(still_mapped={"type": "array", "items": INTS}),
     "dispatch": _obj(calls={"type": "array", "items": {"type": "array"}}),

@@ -22,6 +22,7 @@ from .submit import submit
 # verb -> (the module that must be present, the module and the attribute that implement it)
 STAFF_VERBS = {
     "grade": ("autograder", "grade", "grade"),
+    "mutants": ("mutants", "mutants", "mutants"),
 }
 STAFF_GROUPS = {  # verb -> (module, its typer app)
     "build": ("build", "app"),

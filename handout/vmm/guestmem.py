@@ -68,6 +68,9 @@ class GuestMemory:
         out = {}
         for gpn, frame in sorted(self.map.items()):
             data = self.machine.read_phys(frame, PAGE)
-            if any(data):
+            if data != ZERO_PAGE:  # (a byte compare: any(data) took 30 times as long)
                 out[gpn] = data
         return out
+
+
+ZERO_PAGE = bytes(PAGE)

@@ -91,8 +91,11 @@ class VMM:
             self.machine.hart.sret()  # drop from the VMM's S-mode into the guest
         stop = self.machine.run(max_steps)
         if stop.reason == "budget" and self.current is not None:
+            # bring the virtual CPU up to date; the guest goes on where the hardware is (no
+            # _enter: its reflections move the virtual CPU, not a hart that never trapped, and
+            # the timer set for the guest fires at its time anyway)
             self._exit(self.current, self.machine.pc)
-            self._enter(self.current)
+            self.entered_at = self.machine.hart.instret
         return stop
 
     def on_trap(self, event: TrapEvent) -> None:

@@ -540,6 +540,9 @@ DATA_U = 0x8040_6000  # a data page that U-mode may use (S-mode with SUM)
 DATA_S = 0x8040_7000  # a data page for S-mode only; DATA_BASE_REG points at its start
 PT_ROOT = 0x8041_0000  # Sv32 root table, and the table for 0x8040_0000..0x807F_FFFF
 PT_L0 = 0x8041_1000
+PT_ROOT2 = 0x8041_2000  # a second root (for satp switches), and its table for 0x8040_0000..
+PT_L0B = 0x8041_3000
+HANDLER2 = HANDLER + 0x800  # a copy of the trap handler (for stvec switches)
 CODE_FRAMES = 0x8042_0000  # with paging, the S code's pages live in some of these 4 frames
 CODE_PAGES = 3
 
@@ -673,28 +676,128 @@ def uart_from_bits(bits: int) -> Group:
 
 
 @lru_cache(maxsize=8)
-def system_extra_decoder(user: bool) -> GroupDecoder:
+def system_extra_decoder(user: bool, paging: bool = False) -> GroupDecoder:
     """The unusual groups of system programs: CSR accesses, SBI calls, traps of every kind,
-    privileged instructions, fences, accesses through arbitrary registers."""
-    return pick_decoder([
+    privileged instructions, fences, accesses through arbitrary registers; in S-mode, stvec
+    switches, and with paging satp switches and changes to PTEs already used."""
+    options: list[tuple[int, GroupDecoder]] = [
         (2, lambda b: csr_from_bits(b, user)), (2, sbi_from_bits), (2, memory_any_from_bits),
         (2, memory_low_from_bits), (1, misaligned_from_bits),
         (2, lambda b: simple_from_bits(b, user)),
         (1, lambda b: (encode("sfence.vma", 0, b % 32, (b >> 5) % 32),)),
         (3, wild_from_bits), (1, uart_from_bits),
-        (1, lambda b: control_from_bits(b, FREE_REGS, ALL_REGS, misaligned=True))])
+        (1, lambda b: control_from_bits(b, FREE_REGS, ALL_REGS, misaligned=True))]
+    if not user:
+        options.append((1, stvec_from_bits))
+    if paging and not user:
+        options.append((3, paging_from_bits))
+    return pick_decoder(options)
+
+
+def stvec_from_bits(bits: int) -> Group:
+    """stvec moved to the handler's other copy, or back: a VMM must reflect to the new one."""
+    r, bits = _take(bits, len(FREE_REGS))
+    return (*li(FREE_REGS[r], (HANDLER, HANDLER2)[bits & 1]),
+            encode("csrrw", 0, FREE_REGS[r], imm=CSR["stvec"]))
+
+
+SATP_TOGGLE = (PT_ROOT ^ PT_ROOT2) >> 12 | 0x100 << 22  # the other root, the other ASID
+
+
+def paging_from_bits(bits: int) -> Group:
+    """What a kernel does to its address space: switch satp to the other root (whose data
+    pages are swapped) or back, or rewrite a data page's PTE (another frame, one above 4 GiB,
+    other permissions: an upgrade too), in either root's table. A fence follows each PTE
+    change: without one, what the bare machine's TLB still holds is the hardware's choice,
+    not the spec's."""
+    kind, bits = _take(bits, 2)
+    r, bits = _take(bits, len(FREE_REGS))
+    others = tuple(x for x in FREE_REGS if x != FREE_REGS[r])
+    s, bits = _take(bits, len(others))
+    a, b = FREE_REGS[r], others[s]
+    if kind == 0:
+        # satp toggled between the two roots, each with its own ASID (bit 8 flipped with the
+        # root): TLB entries tagged with an ASID always match its root's tables, so the switch
+        # needs no fence on the bare machine, and gets one only half the time
+        return (encode("csrrs", a, 0, imm=CSR["satp"]), *li(b, SATP_TOGGLE),
+                encode("xor", a, a, b), encode("csrrw", 0, a, imm=CSR["satp"]),
+                *((encode("sfence.vma", 0, 0, 0),) if bits & 1 else ()))
+    va, bits = _take(bits, 2)
+    table, bits = _take(bits, 2)
+    page = (DATA_U, DATA_S)[va]
+    pte, bits = _data_pte(page, bits)
+    return _pte_write(a, b, (PT_L0, PT_L0B)[table], page, pte, bool(bits & 1))
+
+
+def _data_pte(page: int, bits: int) -> tuple[int, int]:
+    """A PTE for a data page, from bits: either data frame, maybe above 4 GiB, and any of the
+    data pages' permissions (U set on DATA_U's)."""
+    frame, bits = _take(bits, 2)
+    high, bits = _take(bits, len(DATA_HIGHS))
+    flags, bits = _take(bits, len(DATA_FLAGS))
+    pa = (DATA_U, DATA_S)[frame] | DATA_HIGHS[high] << 32
+    return (pa >> 12) << 10 | DATA_FLAGS[flags] | (PTE_U if page == DATA_U else 0), bits
+
+
+def _pte_write(a: int, b: int, table: int, page: int, pte: int, fence_all: bool) -> Group:
+    """Rewrite `page`'s PTE in `table`, then fence: all of it, or that page."""
+    fence = ((encode("sfence.vma", 0, 0, 0),) if fence_all
+             else (*li(b, page), encode("sfence.vma", 0, b, 0)))
+    return (*li(a, table + 4 * ((page >> 12) & 0x3FF)), *li(b, pte),
+            encode("sw", 0, a, b, imm=0), *fence)
+
+
+def churn_words(iterations: int, bits: int) -> list[int]:
+    """A long run of address-space changes, hundreds of flushes: a counted loop around either
+    two satp switches, each followed by a load from one data page and a store to the other
+    (the other way round after the second);
+    or two different PTEs in turn for one data page (another frame, other permissions: an
+    upgrade to writable), each followed by a load and a store to that page. A VMM whose tables
+    leak runs out of frames; one that keeps a stale composition shows it."""
+    kind, bits = _take(bits, 3)  # a third satp switches, two thirds PTE changes
+    r, bits = _take(bits, len(FREE_REGS))
+    reg = FREE_REGS[r]
+    others = tuple(x for x in FREE_REGS if x != reg)
+    a, bits = _take(bits, len(others))
+    b, bits = _take(bits, len(others))
+    a, b = others[a], others[(a + 1 + b % (len(others) - 1)) % len(others)]
+    k, bits = _take(bits, 8)
+    s_off, u_off = 4 * k, -4 * (k + 1)  # from DATA_BASE_REG: into DATA_S, into DATA_U
+    body: list[int] = []
+    if kind == 0:
+        # each page is read under one root and written under the other: a shadow kept across
+        # the switch maps it to the other root's frame
+        for fence, (load, store) in ((bits & 1, (s_off, u_off)), (bits & 2, (u_off, s_off))):
+            body += [encode("csrrs", a, 0, imm=CSR["satp"]), *li(b, SATP_TOGGLE),
+                     encode("xor", a, a, b), encode("csrrw", 0, a, imm=CSR["satp"]),
+                     *((encode("sfence.vma", 0, 0, 0),) if fence else ()),
+                     encode("lw", reg, DATA_BASE_REG, imm=load),
+                     encode("addi", reg, reg, imm=1),
+                     encode("sw", 0, DATA_BASE_REG, reg, imm=store)]
+        return loop_words(LOOP_REG, iterations, body)
+    which, bits = _take(bits, 2)
+    page, off = ((DATA_U, u_off), (DATA_S, s_off))[which]
+    for _ in range(2):
+        pte, bits = _data_pte(page, bits)
+        body += [*_pte_write(a, b, PT_L0, page, pte, bool(bits & 1)),
+                 encode("lw", reg, DATA_BASE_REG, imm=off),
+                 encode("addi", reg, reg, imm=1),
+                 encode("sw", 0, DATA_BASE_REG, reg, imm=off)]
+        bits >>= 1
+    return loop_words(LOOP_REG, iterations, body)
 
 
 PATCH_WORDS = (FIXED["ebreak"], 0, FIXED["ecall"])
 
 
 @st.composite
-def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int) -> list[Group]:
+def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int,
+                       paging: bool = False) -> list[Group]:
     """Straight-line groups, some of which overwrite a computational group of the same section
     (before or after them) with a new instruction word."""
     window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
     groups = draw(straight_line_groups(min_size, max_size, FREE_REGS, ALL_REGS, window, True,
-                                       system_extra_decoder(user), cheap=True))
+                                       system_extra_decoder(user, paging), cheap=True))
     targets = [i for i, g in enumerate(groups) if len(g) == 1 and isinstance(g[0], int)
                and g[0] & 0x7F in (0x13, 0x33, 0x37, 0x17)]
     if targets:
@@ -716,12 +819,14 @@ def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int
 
 
 PATCH_COUNTS = st.integers(0, 3)
+CHURNS = st.integers(20, 200)
 
 
 @cache
-def patchable_sections(user: bool, min_size: int, max_size: int) -> st.SearchStrategy[list[Group]]:
+def patchable_sections(user: bool, min_size: int, max_size: int,
+                       paging: bool = False) -> st.SearchStrategy[list[Group]]:
     """_patchable_section, one strategy object per size (see `sampled`)."""
-    return _patchable_section(user, min_size, max_size)
+    return _patchable_section(user, min_size, max_size, paging)
 
 
 def _shift_patches(g: Group, inserted_at: int) -> Group:
@@ -773,28 +878,37 @@ def handler_words(rearm: int | None) -> list[int]:
     return words
 
 
-def _page_table(data_u_flags: int, data_s_flags: int, mega_flags: int,
-                code_pa: Sequence[int]) -> list[tuple[int, bytes]]:
-    """The Sv32 table: identity for everything but the S code pages, whose i-th virtual page
-    maps to code_pa[i]."""
-    root = bytearray(4096)
-    l0 = bytearray(4096)
-
-    def put(table: bytearray, index: int, pte: int) -> None:
-        table[index * 4:index * 4 + 4] = pte.to_bytes(4, "little")
-
-    put(root, S_CODE >> 22, (PT_L0 >> 12) << 10 | PTE_V)
-    put(root, RAM_BASE >> 22, (RAM_BASE >> 12) << 10 | mega_flags)  # a 4 MiB megapage
+def _page_table(setting: Setting, code_pa: Sequence[int]) -> list[tuple[int, bytes]]:
+    """The Sv32 tables: identity for everything but the S code pages, whose i-th virtual page
+    maps to code_pa[i], and the data pages, which may name a physical page above 4 GiB (Sv32
+    has 34-bit physical addresses) whose low 32 bits are the page itself. A second root maps
+    the same code, with the two data pages' frames swapped (one frame then has two virtual
+    addresses across a satp switch); the table pages are mapped for S-mode to write."""
     rwx_ad = PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D
     flags = {S_CODE + 0x1000 * i: rwx_ad for i in range(CODE_PAGES)}
     flags[HANDLER] = PTE_V | PTE_R | PTE_X | PTE_A
     flags[U_CODE] = flags[U_CODE + 0x1000] = rwx_ad | PTE_U
-    flags[DATA_U] = data_u_flags
-    flags[DATA_S] = data_s_flags
+    for table in (PT_ROOT, PT_L0, PT_ROOT2, PT_L0B):
+        flags[table] = PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+    flags[DATA_U] = setting.data_u_flags | PTE_U
+    flags[DATA_S] = setting.data_s_flags
     pa = {S_CODE + 0x1000 * i: code_pa[i] for i in range(CODE_PAGES)}
-    for va, f in flags.items():
-        put(l0, (va >> 12) & 0x3FF, (pa.get(va, va) >> 12) << 10 | f)
-    return [(PT_ROOT, bytes(root)), (PT_L0, bytes(l0))]
+    high = setting.data_high << 32
+    pa[DATA_U], pa[DATA_S] = DATA_U | high, DATA_S | high
+    swapped = {**pa, DATA_U: pa[DATA_S], DATA_S: pa[DATA_U]}
+    out = []
+    for root, l0, where in ((PT_ROOT, PT_L0, pa), (PT_ROOT2, PT_L0B, swapped)):
+        r, table = bytearray(4096), bytearray(4096)
+        _put(r, S_CODE >> 22, (l0 >> 12) << 10 | PTE_V)
+        _put(r, RAM_BASE >> 22, (RAM_BASE >> 12) << 10 | setting.mega_flags)  # a megapage
+        for va, f in flags.items():
+            _put(table, (va >> 12) & 0x3FF, (where.get(va, va) >> 12) << 10 | f)
+        out += [(root, bytes(r)), (l0, bytes(table))]
+    return out
+
+
+def _put(table: bytearray, index: int, pte: int) -> None:
+    table[index * 4:index * 4 + 4] = pte.to_bytes(4, "little")
 
 
 DATA_FLAGS = (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,) * 4 + (
@@ -813,6 +927,7 @@ REARMS = (None, 0, 0, 0)  # None: the handler masks the timer; 0: it re-arms it,
 MEGA_FLAGS = (0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D, PTE_V | PTE_R | PTE_A | PTE_G)
 TIMERS = (0, 0, 0, (1 << 64) - 1)  # 0: 1 to 400
 SIES = (STIE, STIE, STIE, 0)
+DATA_HIGHS = (0, 0, 0, 0, 0, 1, 2, 3)  # bits 33:32 of the data pages: mostly RAM
 
 
 @dataclass(frozen=True)
@@ -829,6 +944,7 @@ class Setting:
     data_s_flags: int
     mega_flags: int
     asid: int
+    data_high: int  # bits 33:32 of the data pages' physical addresses (0: in RAM)
     status: int
     timer: int
     sie: int
@@ -850,16 +966,17 @@ def setting_from(src: Source, paging: bool | None, ends: Sequence[str]) -> Setti
         rearm = src.integer(20, 250)
     left = list(range(CODE_PAGES + 1))
     frames = tuple(left.pop(src.integer(0, len(left) - 1)) for _ in range(CODE_PAGES + 1))
-    data_u = data_s = mega = asid = 0
+    data_u = data_s = mega = asid = high = 0
     if paging:
         data_u, data_s = src.choice(DATA_FLAGS), src.choice(DATA_FLAGS)
         mega, asid = src.choice(MEGA_FLAGS), src.integer(0, 0x1FF)
+        high = src.choice(DATA_HIGHS)
     status = sum(f for f in STATUS_FLAGS if src.choice((False, True)))
     timer = src.choice(TIMERS) or src.integer(1, 400)
     sie, scounteren = src.choice(SIES), src.integer(0, 7)
     sscratch = reg_value_from_bits(src.integer(0, (2 << 32) - 1))
-    return Setting(paging, end, pad, rearm, frames, data_u, data_s, mega, asid, status, timer,
-                   sie, scounteren, sscratch)
+    return Setting(paging, end, pad, rearm, frames, data_u, data_s, mega, asid, high, status,
+                   timer, sie, scounteren, sscratch)
 
 
 def registers_from_bytes(data: bytes, fixed: dict[int, int]) -> tuple[int, ...]:
@@ -896,17 +1013,21 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     # the S-mode program
     groups: list[Group] = []
     for _ in range(draw(st.integers(1, max_sections))):
-        kind = draw(sampled(("straight", "straight", "loop", "long", "ucall", "ucall")
-                            if u_functions else ("straight", "straight", "loop", "long")))
+        kinds = (("straight", "straight", "loop", "long")
+                 + (("ucall", "ucall") if u_functions else ())
+                 + (("churn", "churn") if paging else ()))
+        kind = draw(sampled(kinds))
         features.add(kind)
         if kind == "straight":
-            groups.append(tuple(layout(draw(patchable_sections(False, 4, 25)))))
+            groups.append(tuple(layout(draw(patchable_sections(False, 4, 25, paging)))))
+        elif kind == "churn":
+            groups.append(tuple(churn_words(draw(CHURNS), draw(BITS))))
         elif kind == "long":  # no control flow: longer than a compiled block may be
             window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
             groups.append(tuple(layout(draw(straight_line_groups(
                 66, 80, FREE_REGS, ALL_REGS, window, control=False, cheap=True)))))
         elif kind == "loop":
-            body = layout(draw(patchable_sections(False, 3, 12)))
+            body = layout(draw(patchable_sections(False, 3, 12, paging)))
             groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
         else:
             groups.append(_u_call(u_functions[draw(index_below(len(u_functions)))]))
@@ -932,7 +1053,8 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     segments = [(code_pa[i], bytes(image[i * 4096:(i + 1) * 4096])) for i in range(CODE_PAGES)]
     if paging:  # the spare frame
         segments.append((CODE_FRAMES + 0x1000 * frames[CODE_PAGES], bytes(image[-4096:])))
-    segments.append((HANDLER, _words_bytes(handler_words(setting.rearm))))
+    handler = _words_bytes(handler_words(setting.rearm))
+    segments.append((HANDLER, handler.ljust(HANDLER2 - HANDLER, b"\0") + handler))
     if u_words:
         segments.append((U_CODE, _words_bytes(u_words)))
     data = draw(DATA_BYTES)
@@ -940,8 +1062,7 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
         segments.append((DATA_S - len(data) // 2, data))
     csrs: list[tuple[int, int]] = [(CSR["stvec"], HANDLER)]
     if paging:
-        segments += _page_table(setting.data_u_flags | PTE_U, setting.data_s_flags,
-                                setting.mega_flags, code_pa)
+        segments += _page_table(setting, code_pa)
         csrs.append((CSR["satp"], 1 << 31 | setting.asid << 22 | PT_ROOT >> 12))
         features.add("paging")
     timer = setting.timer

@@ -76,12 +76,18 @@ def _stop(guest: Any) -> dict | None:
                                             "detail": guest.stop.detail}
 
 
-def _run_guest(vmm: Any, guest: Any, steps: int, host_steps: int) -> dict:
+def _run_guest(vmm: Any, guest: Any, steps: int, host_steps: int, exact: bool = False) -> dict:
     """Run until the guest stops or has retired `steps` instructions (its own budget); how the
-    host stopped (handler-error: the VMM raised)."""
-    spent, stop = 0, None
+    host stopped (handler-error: the VMM raised). With `exact`, the guest stops at exactly
+    `steps` instructions retired, as the bare run it is compared with did: the host runs at
+    most as many steps as the guest has instructions left (a step retires at most one of the
+    guest's, natively or emulated), and on until it has none left."""
+    spent, stop, rounds = 0, None, 0
     while guest.stop is None and guest.vcpu.instret < steps and spent < host_steps:
-        chunk = min(4 * steps, host_steps - spent)
+        rounds += 1
+        left = steps - guest.vcpu.instret
+        # a VMM that counts no instruction as retired would take a round per host step
+        chunk = min(left if exact and rounds < EXACT_ROUNDS else 4 * steps, host_steps - spent)
         stop = vmm.run(chunk)
         spent += chunk
         if stop.reason != "budget":
@@ -90,16 +96,27 @@ def _run_guest(vmm: Any, guest: Any, steps: int, host_steps: int) -> dict:
         "reason": "budget", "detail": ""}
 
 
+EXACT_ROUNDS = 5000
+VMM_MEMORY = 256 << 10  # 48 frames for the VMM's tables (past 16 for the host's boot data):
+# one guest's take about ten
+
+
 # ----- whole guests -------------------------------------------------------------------------
 
 def probe_guest(a: dict) -> dict:
     """One program as a guest: the state it ends in, and what the VMM did for it."""
-    from vmm import VMM
-    vmm = VMM(host_memory=a.get("host_memory", 128 << 20))
+    from vmm import VMM, monitor
+    # the VMM's own memory (its tables) kept small: a guest that fences or switches satp
+    # hundreds of times exhausts it in a VMM that leaks a table a flush, as on a long run
+    reserved, monitor.VMM_RESERVED = monitor.VMM_RESERVED, VMM_MEMORY
+    try:
+        vmm = VMM(host_memory=a.get("host_memory", 128 << 20))
+    finally:
+        monitor.VMM_RESERVED = reserved
     guest = vmm.create_guest(_program(a["segments"], a["state"]["pc"]), memory=a["memory"],
                              paging=a["paging"])
     _apply_state(guest.vcpu, a["state"])
-    host = _run_guest(vmm, guest, a["steps"], a["host_steps"])
+    host = _run_guest(vmm, guest, a["steps"], a["host_steps"], a.get("exact", False))
     digests, full = _pages(guest, a.get("expect_pages", {}))
     counts = {"native": guest.native, "emulated": guest.emulated,
               "traps": sum(guest.traps.values()),
@@ -154,7 +171,8 @@ def probe_isolation(a: dict) -> dict:
             "bystander_changed": sorted(int(p) for p in set(before) | set(after)
                                         if before.get(p) != after.get(p)),
             "foreign_writes": foreign[:20], "leaks": leaks, "pages": digests,
-            "full_pages": full, "native": attacker.native}
+            "full_pages": full, "native": attacker.native,
+            "attacker_instret": int(attacker.vcpu.instret)}
 
 
 class _Writes:

@@ -57,67 +57,106 @@ def as_request(p: SystemProgram, paging: str) -> dict:
 
 
 def run_bare(p: SystemProgram, steps: int = STEPS) -> dict:
+    """The program on the bare machine until it stops or has retired `steps` instructions
+    (not steps: a trap's entry is a step that retires nothing). On its budget, `horizon` holds
+    every state the hart passes through with that many instructions retired: the one right
+    after the last of them, then those after each trap entry that follows (an interrupt, an
+    exception of the next instruction), and `next_stop` how the machine stops there, if it
+    does. A guest under the VMM stopped at the same count must be in one of these states."""
     from machine import Machine
     m = Machine(ram_size=GUEST_RAM)
     for addr, data in p.segments:
         m.write_phys(addr, data)
     p.state.apply(m)
-    stop = m.run(steps)
+    stop, spent = None, 0
+    while m.hart.instret < steps and spent < 4 * steps:
+        # a step retires at most one instruction: this never runs past `steps`
+        chunk = steps - m.hart.instret
+        stop = m.run(chunk)
+        spent += chunk
+        if stop.reason != "budget":
+            break
+    reason = stop.reason if stop is not None else "budget"
     h = m.hart
-    out = {name: int(getattr(h, name)) for name in CSR_FIELDS}
-    out.update(stop=stop.reason, pc=h.pc, mode=h.mode, instret=h.instret, time=h.time(),
-               regs=list(h.x), console=m.console,
+    out = _hart_state(m)
+    out.update(stop=reason, console=m.console,
                pages={str(page): data for page, data in m.snapshot().pages},
-               next_stop=_next_stop(m) if stop.reason == "budget" else None)
+               horizon=[], next_stop=None)
+    if reason == "budget" and h.instret == steps:
+        out["horizon"], out["next_stop"] = _horizon(m, out)
     return out
 
 
-def _next_stop(m: Any) -> str | None:
-    """How the machine stops before it retires another instruction, if it does: a guest
-    under the VMM may stop so at the bare run's horizon (an SBI shutdown, a fatal trap)."""
-    instret = m.hart.instret
-    for _ in range(4):  # a trap's entry is a step that retires nothing
+def _hart_state(m: Any) -> dict:
+    h = m.hart
+    out = {name: int(getattr(h, name)) for name in CSR_FIELDS}
+    out.update(pc=h.pc, mode=h.mode, instret=h.instret, time=h.time(), regs=list(h.x))
+    return out
+
+
+def _horizon(m: Any, first: dict) -> tuple[list[dict], str | None]:
+    """The states with the same instructions retired as `first`, and how the machine stops
+    before it retires another, if it does (an SBI shutdown, a fatal trap)."""
+    states, instret = [first], m.hart.instret
+    for _ in range(4):  # trap entries in a row: an interrupt, then a fault at the handler
         stop = m.run(1)
         if stop.reason != "budget":
-            return stop.reason
+            return states, stop.reason
         if m.hart.instret != instret:
-            return None
-    return None
+            break
+        states.append(_hart_state(m))
+    return states, None
 
 
-def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
-    """The first observable difference between the bare run and the guest, if any."""
-    host = got["host_stop"]["reason"]
-    if host == "handler-error":
-        raise Counterexample("your VMM raised an exception (the machine stopped with "
-                             "handler-error)", example, trim(got["host_stop"]["detail"]))
-    stop = (got["stop"] or {}).get("reason", "budget")
-    if bare["stop"] == "budget":
-        # the guest ran at least as far (its budget is the bare run's instret); stopping
-        # beyond that horizon is not a difference we can see, nor at it the way the bare
-        # machine stops next
-        ran = got["vcpu"]["instret"]
-        if stop != "budget" and (ran < bare["instret"] or ran == bare["instret"]
-                                 and stop != bare["next_stop"]):
-            raise Counterexample(f"how it stopped: the bare machine was still running after "
-                                 f"{bare['instret']} instructions; under your VMM the guest "
-                                 f"stopped after {got['vcpu']['instret']} with {fmt(stop)} "
-                                 f"({(got['stop'] or {}).get('detail', '')})", example)
-        return
-    v = got["vcpu"]
-    console = bytes.fromhex(got["console"])
-    checks = [("how it stopped", bare["stop"], stop), ("console output", bare["console"], console),
-              ("pc", bare["pc"], v["pc"]), ("privilege mode", bare["mode"], v["mode"]),
+def _hart_difference(bare: dict, v: dict) -> tuple[str, Any, Any] | None:
+    """The first hart field where the guest's virtual CPU differs from a bare state."""
+    checks = [("pc", bare["pc"], v["pc"]), ("privilege mode", bare["mode"], v["mode"]),
               ("instructions retired (instret)", bare["instret"], v["instret"]),
               ("time", bare["time"], v["instret"] + v["idle"])]
     checks += [(f"x{i}", b, g) for i, (b, g) in enumerate(zip(bare["regs"], v["regs"],
                                                                strict=True))]
     checks += [(name, bare[name], v[name]) for name in CSR_FIELDS]
-    for name, b, g in checks:
+    return next(((n, b, g) for n, b, g in checks if b != g), None)
+
+
+def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
+    """The first observable difference between the bare run and the guest, if any. A bare run
+    that ended on its budget is compared in full too: the guest was stopped at the same count
+    of retired instructions, in one of the states of the bare run's `horizon`."""
+    host = got["host_stop"]["reason"]
+    if host == "handler-error":
+        raise Counterexample("your VMM raised an exception (the machine stopped with "
+                             "handler-error)", example, trim(got["host_stop"]["detail"]))
+    stop = (got["stop"] or {}).get("reason", "budget")
+    v = got["vcpu"]
+    detail = (got["stop"] or {}).get("detail", "")
+    candidates = [bare]
+    if bare["stop"] == "budget":
+        ran = v["instret"]
+        if stop != "budget" and (ran < bare["instret"] or ran == bare["instret"]
+                                 and stop != bare["next_stop"]):
+            raise Counterexample(f"how it stopped: the bare machine was still running after "
+                                 f"{bare['instret']} instructions; under your VMM the guest "
+                                 f"stopped after {ran} with {fmt(stop)} ({detail})", example)
+        if stop != "budget" or not bare["horizon"] or ran != bare["instret"]:
+            # it stopped at the horizon as the bare machine does next; or the bare run never
+            # reached its count (a trap loop), or the VMM's host budget ran out first: no state
+            # to compare with
+            return
+        candidates, stop = bare["horizon"], "budget"
+    console = bytes.fromhex(got["console"])
+    for name, b, g in (("how it stopped", bare["stop"], stop),
+                       ("console output", bare["console"], console)):
         if b != g:
             raise Counterexample(f"`{name}`: the bare machine ends with {fmt(b)}, the guest "
-                                 f"under your VMM with {fmt(g)}", example,
-                                 (got["stop"] or {}).get("detail", ""))
+                                 f"under your VMM with {fmt(g)}", example, detail)
+    differences = [_hart_difference(c, v) for c in candidates]
+    if all(differences):
+        name, b, g = differences[0]
+        at = (f" after {bare['instret']} instructions (where the bare run was stopped, and "
+              "the guest with it)" if bare["stop"] == "budget" else "")
+        raise Counterexample(f"`{name}`: the bare machine ends with {fmt(b)}{at}, the guest "
+                             f"under your VMM with {fmt(g)}", example, detail)
     for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):
         b = bare["pages"].get(page)
         if (digest(b) if b else None) != got["pages"].get(page):
@@ -154,25 +193,42 @@ def describe_program(p: SystemProgram) -> str:
     from machine.disasm import disassemble
     s = p.state
     entry = s.pc
-    code = dict(p.segments)
-    lines = ["```"]
-    base = next((a for a in code if a <= entry < a + len(code[a])), None)
-    if base is not None:
-        data = code[base]
-        start = entry - base
-        offsets = range(start, min(len(data), start + 4 * LISTED), 4)
-        words = [(base + off, int.from_bytes(data[off:off + 4], "little")) for off in offsets]
-        lines += _listing(words, disassemble)
-    lines.append("```")
+    words = _code_at(p, entry, LISTED)
+    lines = ["```", *_listing(words, disassemble), "```"]
     names = {v: k for k, v in CSR.items()}
     state = ", ".join(f"{names.get(n, hex(n))}=`{v:#x}`" for n, v in s.csrs)
     from machine.trace import ABI
     regs = ", ".join(f"x{i} ({ABI[i]})=`{v:#x}`" for i, v in enumerate(s.regs) if v)
     others = ", ".join(f"`{a:#010x}` ({len(d)} bytes)" for a, d in p.segments)
+    where = (" (guest-virtual addresses: the listing follows the program's page table)"
+             if p.paging else "")
     return (f"The guest program, from its entry `{entry:#010x}` in virtual S-mode "
-            f"(the listing stops at {LISTED} instructions):\n\n" + "\n".join(lines)
+            f"(the listing stops at {LISTED} instructions){where}:\n\n" + "\n".join(lines)
             + f"\n\nInitial CSRs: {state}\n\nInitial registers: {regs}\n\n"
             f"Memory loaded at: {others}")
+
+
+def _code_at(p: SystemProgram, start: int, count: int) -> list[tuple[int, int]]:
+    """Up to `count` instruction words from guest-virtual `start`, fetched as the program's
+    own hardware would see them: through its page table when it has one (its code pages lie in
+    frames elsewhere, in a drawn order), from the loaded segments otherwise. Stops where a
+    fetch would fault."""
+    from machine import Machine
+    from machine.mmu import Permissions
+    from machine.traps import Trap
+    m = Machine(ram_size=GUEST_RAM)
+    for addr, data in p.segments:
+        m.write_phys(addr, data)
+    satp = dict(p.state.csrs).get(CSR["satp"], 0)
+    perms = Permissions(priv=1, sum=False, mxr=False)
+    words = []
+    for va in range(start, start + 4 * count, 4):
+        try:
+            pa = m.hart.mmu.walk(va & 0xFFFF_FFFF, 0, satp, perms)
+            words.append((va, int.from_bytes(m.read_phys(pa, 4), "little")))
+        except (Trap, ValueError):
+            break
+    return words
 
 
 def _listing(words: list[tuple[int, int]], disassemble: Any) -> list[str]:
@@ -201,8 +257,10 @@ def _equivalence(paging: str) -> Any:
     def check(p: SystemProgram, worker: Any) -> None:
         bare = run_bare(p)
         request = as_request(p, paging)
-        # the guest's budget, in its own retired instructions: as far as the bare run got
-        request["steps"] = bare["instret"] + (1 if bare["stop"] == "budget" else 1000)
+        # the guest's budget, in its own retired instructions: exactly as far as the bare run
+        # got (the worker stops it there), or past where the bare machine stopped
+        request["steps"] = bare["instret"] + (0 if bare["stop"] == "budget" else 1000)
+        request["exact"] = bare["stop"] == "budget"
         request["expect_pages"] = {k: digest(v) for k, v in bare["pages"].items()}
         got = worker.call("guest", request)
         compare(bare, got, partial(describe_program, p))
@@ -281,6 +339,7 @@ register(Property(
 
 # ----- isolation -------------------------------------------------------------------------------
 
+MIN_ATTACK_RUN = 2000  # of the bare run's 4000 steps; a correct VMM gives the attacker ~6000
 SECRET_HOMES = (0x8000_0000, 0x8020_0000, 0x807F_FFF0)  # pages no generated program loads
 ATTACKERS = system_programs(max_sections=4)
 RIVALS = st.none() | system_programs(max_sections=3)
@@ -353,6 +412,16 @@ def check_isolation(a: dict, worker: Any) -> None:
         if stop in ("handler-error", "vmm-error"):
             raise Counterexample(f"the {name} stopped with {stop}: the VMM failed on it",
                                  example, (got[f"{name}_stop"] or {}).get("detail", ""))
+    # a VMM that runs nothing breaches nothing: the attacker must have run as far as on the
+    # bare machine (it shares the hart with the second guest, yet it gets the host steps)
+    ran, needed = got["attacker_instret"], min(bare["instret"], MIN_ATTACK_RUN)
+    if ran < needed:
+        raise Counterexample(
+            f"the attacker retired only {ran} instructions under your VMM; on the bare "
+            f"machine it retired {bare['instret']}"
+            + (f" before it stopped ({bare['stop']})" if bare["stop"] != "budget" else "")
+            + f": isolation counts only a guest that runs (at least {needed} instructions "
+            "here), and a VMM that runs nothing breaches nothing", example)
     stop = (got["attacker_stop"] or {}).get("reason")
     if bare["stop"] != "budget" and stop is not None:
         for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):

@@ -292,9 +292,11 @@ def invalid_ptes() -> st.SearchStrategy[int]:
 # ----- whole tables ------------------------------------------------------------------------------
 
 _ROOT_KINDS = {True: ("pointer", "pointer", "pointer", "megapage", "megapage", "misaligned",
-                      "invalid", "nowhere"),
+                      "invalid", "nowhere", "high"),
                False: ("pointer", "pointer", "megapage")}
-_LEAF_KINDS = {True: ("leaf",) * 6 + ("pointer", "invalid"), False: ("leaf",)}
+_LEAF_KINDS = {True: ("leaf",) * 6 + ("pointer", "invalid", "high"), False: ("leaf",)}
+# "high": a leaf whose physical page lies above 4 GiB (Sv32 addresses are 34 bits) with low
+# 32 bits that name a page of the targets: whoever drops bits 33:32 lands in RAM
 
 
 def distinct_from(src: Source, lo: int, hi: int, most: int) -> list[int]:
@@ -344,9 +346,10 @@ def page_tables_from(src: Source, root: int, table_pages: Sequence[int],
                 writes.append((table + 4 * j, _second_level(src, va, targets, outside, user,
                                                             flawed, found)))
                 regions.append(Region(va, PAGE_SIZE))
-        elif kind in ("megapage", "misaligned"):
-            low = 0 if kind == "megapage" else src.integer(1, 0x3FF)
-            pte = make_pte((pick(src, mega_targets) & 0xFFF) << 10 | low,
+        elif kind in ("megapage", "misaligned", "high"):
+            low = 0 if kind != "misaligned" else src.integer(1, 0x3FF)
+            above = src.integer(1, 3) << 10 if kind == "high" else 0  # PPN[1] bits 11:10
+            pte = make_pte(((pick(src, mega_targets) | above) & 0xFFF) << 10 | low,
                            leaf_flags_from(src, user=user, flawed=flawed))
             writes.append((root + 4 * index, pte))
             found.append(Leaf(base, MEGAPAGE_SIZE, (pte >> 10) << 12, pte))
@@ -362,8 +365,10 @@ def _second_level(src: Source, va: int, targets: Ranges, outside: Ranges, user: 
                   flawed: bool, found: list[Leaf]) -> int:
     """The PTE for the page at `va` in a second-level table (a leaf is added to `found`)."""
     kind = src.choice(_LEAF_KINDS[flawed])
-    if kind == "leaf":
-        pte = make_pte(pick(src, targets), leaf_flags_from(src, user=user, flawed=flawed))
+    if kind in ("leaf", "high"):
+        above = src.integer(1, 3) << 20 if kind == "high" else 0  # PPN bits 21:20
+        pte = make_pte(pick(src, targets) | above,
+                       leaf_flags_from(src, user=user, flawed=flawed))
         found.append(Leaf(va, PAGE_SIZE, (pte >> 10) << 12, pte))
         return pte
     if kind == "pointer":  # a pointer where only a leaf may be

@@ -1,0 +1,77 @@
+"""`vmlab mutants`: mutants are made inside student parts only, graded through the grader's own
+path, and a survivor is checked against the lab's guests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from vmlab.mutants import Verdict, grade_mutant, mutants_of, part_ranges, report
+from vmlab.rubric import load as load_rubric
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTION = REPO / "solution"
+RUBRIC = load_rubric()
+
+SNIPPET = '''\
+def outside(a, b):
+    return a < b
+
+
+# BEGIN STUDENT PART demo
+def inside(a, b):
+    """A docstring is never mutated."""
+    if a < b and b:
+        total = f(a, b) + 1
+        return total
+    return 0
+# END STUDENT PART
+'''
+
+
+def test_mutants_change_one_thing_inside_a_student_part() -> None:
+    assert part_ranges(SNIPPET) == [("demo", 6, 11)]
+    found = mutants_of(SNIPPET, "demo.py")
+    assert {m.operator for m in found} == {
+        "compare", "boolean", "negated-condition", "swapped-arguments", "arithmetic",
+        "off-by-one", "dropped-statement"}
+    for m in found:
+        changed = [(a, b) for a, b in zip(SNIPPET.splitlines(), m.text.splitlines(), strict=True)
+                   if a != b]
+        assert len(changed) == 1, m.diff(SNIPPET)
+        assert "return a < b" in m.text and "docstring" in m.text  # outside, and the docstring
+    texts = {m.text for m in found}
+    assert SNIPPET.replace("a < b and", "a <= b and") in texts
+    assert SNIPPET.replace("f(a, b)", "f(b, a)") in texts
+    assert SNIPPET.replace("if a < b and b:", "if not (a < b and b):") in texts
+    assert SNIPPET.replace("        total = f(a, b) + 1", "        pass") in texts
+
+
+def test_every_student_part_of_the_solution_is_found() -> None:
+    parts = {p for name in RUBRIC.editable
+             for p, _, _ in part_ranges((SOLUTION / name).read_text())}
+    assert parts == set(RUBRIC.parts) - {"whole-guests"}
+    assert mutants_of((SOLUTION / "vmm/nested.py").read_text(), "vmm/nested.py")
+
+
+def small(part: str) -> object:
+    """The rubric with only the visible test of `part`, on 20 examples."""
+    tests = tuple(dataclasses.replace(t, examples=20) for t in RUBRIC.tests
+                  if t.part == part and t.visible)
+    return dataclasses.replace(RUBRIC, tests=tests)
+
+
+def test_a_mutant_is_killed_or_run_on_the_guests(tmp_path: Path) -> None:
+    text = (SOLUTION / "vmm/shadow.py").read_text()
+    found = mutants_of(text, "vmm/shadow.py", {"shadow-flush"})
+    zeroing = next(m for m in found if m.operator == "dropped-statement"
+                   and "write_phys(self.root[view]" in m.diff(text).split("\n-", 1)[1])
+    counting = next(m for m in found if m.operator == "off-by-one"
+                    and "self.flushes += 2" in m.text)
+    rubric = small("shadow-flush")
+    killed = grade_mutant(zeroing, rubric, SOLUTION, REPO / "handout", whole=False)
+    assert killed.any_kill and killed.visible_kill and killed.killed_by == ["shadow-flush"]
+    survivor = grade_mutant(counting, rubric, SOLUTION, REPO / "handout", whole=False)
+    assert not survivor.any_kill and survivor.equivalent, survivor.guests
+    text = report([killed, survivor, Verdict(counting)], SOLUTION)
+    assert "3 mutants: 1 killed" in text and "likely equivalent" in text
