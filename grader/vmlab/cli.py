@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .asm import asm
+from .batch import batch
 from .build import app as build_app
 from .check import check
 from .disasm import disasm
@@ -18,6 +19,7 @@ app.command()(run)
 app.command()(asm)
 app.command()(disasm)
 app.command()(grade)
+app.command()(batch)
 app.command()(check)
 app.command()(replay)
 app.add_typer(build_app, name="build")
