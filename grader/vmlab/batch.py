@@ -74,6 +74,8 @@ def record(out: Path, entry: Entry, answer: dict, rubric: Rubric) -> str | None:
         write_atomic(d / "results.json", text)  # last: its presence means "graded"
     else:
         write_atomic(d / "error.txt", (error or "no answer") + "\n")
+        if (d / "results.json").exists():  # an earlier run's: kept aside, no longer current
+            os.replace(d / "results.json", d / "results.previous.json")
     return error
 
 
@@ -222,9 +224,9 @@ def print_summary(results: dict[str, dict], problems: list[tuple[str, str]],
     if errors or problems:
         console.print(f"[bold red]{len(errors) + len(problems)} problem(s):[/bold red]")
         for key, why in sorted(errors.items()):
-            console.print(f"  [red]{escape(key)}[/red]: {escape(why)}")
+            console.print(f"  [red]{escape(key)}[/red]: {escape(why)}", soft_wrap=True)
         for _, why in problems:
-            console.print(f"  [red]-[/red] {escape(why)}")
+            console.print(f"  [red]-[/red] {escape(why)}", soft_wrap=True)
 
 
 # ----- the command ----------------------------------------------------------------------------
