@@ -20,6 +20,7 @@ import json
 import os
 import re
 import select
+import signal
 import sys
 import tempfile
 import time
@@ -341,6 +342,13 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
 
     logs = out / ".logs"
     logs.mkdir(exist_ok=True)
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    # a kill (SIGTERM) stops the batch as Ctrl-C does, and so does Ctrl-C where the shell that
+    # started us in the background told us to ignore it
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         with progress:
             if scheduler:
