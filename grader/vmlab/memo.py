@@ -82,21 +82,22 @@ def pure(fn: Callable) -> Callable:
 
 
 def _sources() -> str:
-    """A digest of everything that decides which examples a test draws and how they are
-    checked: the grader's code and the pristine machine it imports."""
+    """A digest of everything that decides which examples a test draws: hypothesis, the
+    grader's strategies, properties and settings, and the pristine machine they import."""
     global _SOURCES
     if _SOURCES is None:
         import hypothesis
         h = hashlib.sha256(hypothesis.__version__.encode())
-        roots = [Path(__file__).resolve().parent]
+        here = Path(__file__).resolve().parent
+        files = [here / "suite.py", here / "memo.py", *sorted((here / "properties").rglob(
+            "*.py")), *sorted((here / "strategies").rglob("*.py"))]
         try:
             import machine
-            roots.append(Path(machine.__file__).resolve().parent)
+            files += sorted(Path(machine.__file__).resolve().parent.rglob("*.py"))
         except ImportError:
             pass
-        for root in roots:
-            for f in sorted(root.rglob("*.py")):
-                h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
         _SOURCES = h.hexdigest()
     return _SOURCES
 

@@ -20,7 +20,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from . import feedback
+from . import feedback, memo
 from .gradescope import MarkdownFailure, number, visibility, weight
 from .properties import Counterexample, Property
 from .properties import load as load_properties
@@ -104,6 +104,19 @@ def run_property(prop: Property, test: Test, worker: Any,
             failures.append(e)
             raise
 
+    # in a batch, the examples another submission passed are checked first (memo.py)
+    key, test_fn, recorder = memo.test_key(prop, test), check, None
+    if key is not None:
+        if memo.replay(key, check):
+            return ran[0], None, []
+        ran[0] = 0
+        failures.clear()
+        recorder = memo.Recorder(key)
+
+        def test_fn(example: object) -> None:
+            recorder.keep(example)
+            check(example)
+
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. hypothesis on the size of a program's repr
@@ -115,7 +128,7 @@ def run_property(prop: Property, test: Test, worker: Any,
                 run_state_machine_as_test(machine, settings=grading_settings(test.examples))
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
-                    given(prop.strategy())(check)))()
+                    given(prop.strategy())(test_fn)))()
     except PartMissing as e:
         return ran[0], e.error, []
     except TimeUp:
@@ -127,6 +140,8 @@ def run_property(prop: Property, test: Test, worker: Any,
         return ran[0], e, list(getattr(e, "__notes__", []))
     finally:
         Counterexample.made = None
+    if recorder is not None:
+        recorder.commit(ran[0])
     return ran[0], None, []
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .. import memo
 from ..strategies.programs import (
     DATA_BASE_REG,
     DATA_S,
@@ -56,6 +57,7 @@ def as_request(p: SystemProgram, paging: str) -> dict:
             "paging": paging, "memory": GUEST_RAM, "steps": STEPS, "host_steps": HOST_STEPS}
 
 
+@memo.pure
 def run_bare(p: SystemProgram, steps: int = STEPS) -> dict:
     from machine import Machine
     m = Machine(ram_size=GUEST_RAM)
