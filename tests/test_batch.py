@@ -219,11 +219,14 @@ def test_folder_of_submissions_broken_zip_and_wall_time_cap(tmp_path):
         for f in good.rglob("*.py"):
             z.write(f, f.relative_to(good))
     (subs / "broken.zip").write_bytes(b"PK\x03\x04 this zip was cut short")
+    huge = write_submission(subs / "huge", "handout")
+    (huge / "vmm" / "trap.py").write_bytes(b"#" * (2 << 20))
     out = tmp_path / "out"
     done = vmlab("batch", subs, "--out", out, "-q", "--test", "reflect")
     rows = {r["SID"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
     assert rows["alice"]["Total Score"] == "3"
     assert "broken.zip" in rows["broken"]["Status"] and "broken.zip" in done.stdout
+    assert "trap.py" in rows["huge"]["Status"] and "bytes" in rows["huge"]["Status"]
     # a grading that runs past the cap costs that submission its result, not the batch
     done = vmlab("batch", subs, "--out", out, "-q", "--test", "reflect", "--only", "alice",
                  "--timeout", "0.2")
