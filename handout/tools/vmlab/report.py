@@ -94,8 +94,9 @@ def _test_rows(results: dict[str, dict], rubric: Rubric, tests: list) -> list[st
         mine = [t for t in tests if t.part == part]
         if not mine:
             continue
-        rows.append(f'<tr><td class="part" colspan="5">{esc(part)} '
-                    f'<span class="muted">({esc(rubric.parts[part][0])})</span></td></tr>')
+        file, group = rubric.parts[part]
+        rows.append(f'<tr><td class="part" colspan="5">{esc(group)}: {esc(part)} '
+                    f'<span class="muted">({esc(file)})</span></td></tr>')
         for t in mine:
             passed = total = 0
             for r in results.values():
