@@ -87,7 +87,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--interrupt-after", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="keep the export and the outputs here")
+    ap.add_argument("--one-by-one-only", action="store_true", help="only grade the export in "
+                    "--keep one by one (a second process, beside a batch already running)")
     a = ap.parse_args(argv)
+    if a.one_by_one_only:
+        keys = [folder for folder, _, _ in mixed_class(a.submissions)]
+        wall, cpu = one_by_one(a.keep / "export", keys, a.keep / "single", a.jobs)
+        print(f"  {'vmlab grade one by one':<24} {wall:7.0f} s wall {cpu:7.0f} s CPU")
+        return
     work = a.keep or Path(tempfile.mkdtemp(prefix="vmlab-bench-batch-"))
     items = mixed_class(a.submissions)
     root = export(work / "export", items)

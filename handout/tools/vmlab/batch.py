@@ -328,7 +328,7 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
     def on_answer(job: dict, answer: dict) -> None:
         error = record(out, by_key[job["key"]], answer, rubric)
         with open(logs / "answers.jsonl", "a") as f:  # how long each took, what the memos did
-            f.write(json.dumps({k: answer.get(k) for k in ("key", "seconds", "pid", "memo",
+            f.write(json.dumps({k: answer.get(k) for k in ("key", "seconds", "cpu", "pid", "memo",
                                                            "error")}) + "\n")
         if error:
             errors[job["key"]] = error

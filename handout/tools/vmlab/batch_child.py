@@ -46,6 +46,14 @@ def _prepare(handout: str) -> None:
     _PREPARED["handout"] = handout
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of the workers it has ended."""
+    import resource
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def grade_job(job: dict) -> dict:
     """Grade one submission: {"key", "results_text"} (results.json as `vmlab grade` writes
     it), plus "error" when grading could not start."""
@@ -60,7 +68,7 @@ def grade_job(job: dict) -> dict:
     else:
         os.environ.pop("VMLAB_SECRET", None)
     _prepare(job["handout"])
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _cpu()
     answer: dict = {"key": job["key"]}
     with tempfile.TemporaryDirectory(prefix="vmlab-batch-") as tmp:
         out = Path(tmp) / "results.json"
@@ -84,8 +92,8 @@ def grade_job(job: dict) -> dict:
                     sys.path.remove(str(lab))
         answer["results_text"] = out.read_text()
     from . import memo
-    answer.update(seconds=round(time.monotonic() - start, 3), pid=os.getpid(),
-                  memo=dict(memo.stats))
+    answer.update(seconds=round(time.monotonic() - start, 3), cpu=round(_cpu() - cpu, 3),
+                  pid=os.getpid(), memo=dict(memo.stats))
     return answer
 
 
