@@ -2,7 +2,8 @@
 `vmlab batch`, on a Gradescope-style export of mixed submissions (the solution, the handout,
 buggy VMMs of tests/buggy_vmms.py), every test of the rubric, hidden ones included.
 
-Both sides run on `--jobs` cores (one by one: that many `vmlab grade` at a time). The rate is
+Both sides use the rubric with its time limits lifted (so that a loaded machine changes no
+verdict) and run on `--jobs` cores (one by one: that many `vmlab grade` at a time). The rate is
 submissions per minute of CPU (the grading processes and their workers: what a shared machine
 does not distort much), and per minute of wall time times the cores. The batch's scores are then
 compared with `vmlab grade`'s, submission by submission.
@@ -35,7 +36,20 @@ def _cpu(ru: object) -> float:
     return ru.ru_utime + ru.ru_stime  # type: ignore[attr-defined]
 
 
-def one_by_one(export: Path, keys: list[str], out: Path, jobs: int) -> tuple[float, float]:
+def lifted_rubric(dest: Path) -> Path:
+    """The rubric with its time limits lifted: on a loaded machine a test that runs out of
+    time is judged on fewer examples, and the two sides would not be comparable."""
+    import re
+    text = (REPO / "grader" / "vmlab" / "rubric.toml").read_text()
+    text = re.sub(r"(?m)^time_limit = \d+", "time_limit = 3000", text)
+    text = re.sub(r"(?m)^example_time_limit = \d+", "example_time_limit = 300", text)
+    text = text.replace("time_limit = 3000", "time_limit = 3600", 1)  # the whole run's
+    dest.write_text(text)
+    return dest
+
+
+def one_by_one(export: Path, keys: list[str], out: Path, jobs: int,
+               rubric: Path) -> tuple[float, float]:
     """`vmlab grade` on each submission, `jobs` at a time: (wall, CPU) seconds."""
     out.mkdir(parents=True, exist_ok=True)
     todo, running, cpu = list(keys), {}, 0.0
@@ -44,7 +58,8 @@ def one_by_one(export: Path, keys: list[str], out: Path, jobs: int) -> tuple[flo
         while todo and len(running) < jobs:
             key = todo.pop(0)
             p = subprocess.Popen([*VMLAB, "grade", str(export / key), "--out",
-                                  str(out / f"{key}.json")], stdout=subprocess.DEVNULL,
+                                  str(out / f"{key}.json"), "--rubric", str(rubric)],
+                                 stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, cwd=REPO)
             running[p.pid] = (key, p)
         pid, _, ru = os.wait4(-1, 0)  # the child's CPU, its worker's included
@@ -57,13 +72,15 @@ def one_by_one(export: Path, keys: list[str], out: Path, jobs: int) -> tuple[flo
     return time.monotonic() - start, cpu
 
 
-def batch(export: Path, out: Path, jobs: int, interrupt_after: int) -> tuple[float, float]:
+def batch(export: Path, out: Path, jobs: int, interrupt_after: int,
+          rubric: Path) -> tuple[float, float]:
     """`vmlab batch` on the export: (wall, CPU) seconds, an interrupted run and its resume
     added up."""
     import resource
     before = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
     start = time.monotonic()
-    args = [*VMLAB, "batch", str(export), "--out", str(out), "--jobs", str(jobs), "-q"]
+    args = [*VMLAB, "batch", str(export), "--out", str(out), "--jobs", str(jobs), "-q",
+            "--rubric", str(rubric)]
     if interrupt_after:
         p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL)
         while len(list(out.glob("students/*/results.json"))) < interrupt_after:
@@ -92,20 +109,23 @@ def main(argv: list[str]) -> None:
     a = ap.parse_args(argv)
     if a.one_by_one_only:
         keys = [folder for folder, _, _ in mixed_class(a.submissions)]
-        wall, cpu = one_by_one(a.keep / "export", keys, a.keep / "single", a.jobs)
+        wall, cpu = one_by_one(a.keep / "export", keys, a.keep / "single", a.jobs,
+                               a.keep / "rubric.toml")
         print(f"  {'vmlab grade one by one':<24} {wall:7.0f} s wall {cpu:7.0f} s CPU")
         return
     work = a.keep or Path(tempfile.mkdtemp(prefix="vmlab-bench-batch-"))
     items = mixed_class(a.submissions)
     root = export(work / "export", items)
     keys = [folder for folder, _, _ in items]
+    work.mkdir(parents=True, exist_ok=True)
+    rubric = lifted_rubric(work / "rubric.toml")
     print(f"batch grading: {a.submissions} mixed submissions, every test, {a.jobs} cores "
           f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})", flush=True)
     print("  vmlab batch", flush=True)
-    b_wall, b_cpu = batch(root, work / "batch", a.jobs, a.interrupt_after)
+    b_wall, b_cpu = batch(root, work / "batch", a.jobs, a.interrupt_after, rubric)
     print(f"  {'vmlab batch':<24} {b_wall:7.0f} s wall {b_cpu:7.0f} s CPU", flush=True)
     print("  vmlab grade, one by one", flush=True)
-    s_wall, s_cpu = one_by_one(root, keys, work / "single", a.jobs)
+    s_wall, s_cpu = one_by_one(root, keys, work / "single", a.jobs, rubric)
     print(f"  {'vmlab grade one by one':<24} {s_wall:7.0f} s wall {s_cpu:7.0f} s CPU")
     n = a.submissions
     rate = [(n / (cpu / 60), n / (wall * a.jobs / 60)) for wall, cpu in
