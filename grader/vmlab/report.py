@@ -95,8 +95,9 @@ def _test_rows(results: dict[str, dict], rubric: Rubric, tests: list) -> list[st
         if not mine:
             continue
         file, group = rubric.parts[part]
+        file = file if file.startswith("(") else f"({file})"
         rows.append(f'<tr><td class="part" colspan="5">{esc(group)}: {esc(part)} '
-                    f'<span class="muted">({esc(file)})</span></td></tr>')
+                    f'<span class="muted">{esc(file)}</span></td></tr>')
         for t in mine:
             passed = total = 0
             for r in results.values():
