@@ -71,6 +71,20 @@ def test_export_with_groups_duplicates_and_mismatches(tmp_path):
     assert "submission_6" in text and "does not list" in text
 
 
+def test_export_metadata_with_ruby_tags_history_and_results(tmp_path):
+    root = export(tmp_path / "ex", [("submission_7", [("Ada", "7", "a@x")], "handout")])
+    (root / "submission_metadata.yml").write_text(
+        "submission_7:\n"
+        "  :submitters:\n  - :name: Ada\n    :sid: '7'\n    :email: a@x\n"
+        "  :created_at: 2026-12-01 23:59:00.000000000 -08:00\n"
+        "  :score: !ruby/object:BigDecimal 18:0.1E2\n"
+        "  :results:\n    tests: []\n"
+        "  :history:\n  - :id: 1\n    :score: !ruby/object:BigDecimal 18:0.0\n")
+    found = discover(root, tmp_path / "scratch")
+    assert [(e.key, e.submitters[0].sid) for e in found.entries] == [("submission_7", "7")]
+    assert found.entries[0].created_at.startswith("2026-12-0") and not found.problems
+
+
 def test_export_zip_skips_members_that_climb_out_or_are_too_large(tmp_path, monkeypatch):
     root = export(tmp_path / "ex", [("submission_1", [("Ada", "1", "a@x")], "solution")])
     z = zipped(root, tmp_path / "export.zip", {"../../evil.py": b"x = 1\n",

@@ -139,11 +139,27 @@ def _unpack(zpath: Path, dest: Path, batch: Batch) -> Path:
     return dest
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading a Ruby-tagged value (`!ruby/object:BigDecimal 18:0.1E2`,
+    as Rails writes a score) as the plain scalar, list or map it tags: it constructs nothing."""
+
+
+def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_Loader.add_multi_constructor("!", _untagged)
+
+
 def _gradescope(root: Path, batch: Batch) -> None:
     batch.source = "gradescope"
     meta = root / METADATA
     try:
-        data = yaml.safe_load(meta.read_text(encoding="utf-8"))
+        data = yaml.load(meta.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
     except OSError as e:
         raise UsageError(f"{meta}: cannot read it ({e.strerror}).") from None
     except UnicodeDecodeError:
