@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .. import memo
 from ..strategies.programs import (
     DATA_BASE_REG,
     DATA_S,
@@ -56,6 +57,7 @@ def as_request(p: SystemProgram, paging: str) -> dict:
             "paging": paging, "memory": GUEST_RAM, "steps": STEPS, "host_steps": HOST_STEPS}
 
 
+@memo.pure
 def run_bare(p: SystemProgram, steps: int = STEPS) -> dict:
     """The program on the bare machine until it stops or has retired `steps` instructions
     (not steps: a trap's entry is a step that retires nothing). On its budget, `horizon` holds

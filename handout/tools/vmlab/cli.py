@@ -23,6 +23,7 @@ from .submit import submit
 STAFF_VERBS = {
     "grade": ("autograder", "grade", "grade"),
     "mutants": ("mutants", "mutants", "mutants"),
+    "batch": ("batch", "batch", "batch"),
 }
 STAFF_GROUPS = {  # verb -> (module, its typer app)
     "build": ("build", "app"),
