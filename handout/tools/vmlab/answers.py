@@ -55,7 +55,14 @@ SHAPES: dict[str, dict] = {
                       native=INT),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
     "flush": _obj(still_mapped={"type": "array", "items": INTS}),
-    "dispatch": _obj(calls={"type": "array", "items": {"type": "array"}}),
+    # each call: the handler, its integer arguments, how it ended (["returned"], ["fault",
+    # cause, tval], ["error", type]); what `handle` raised, if anything
+    "dispatch": _obj(calls={"type": "array", "items": {
+        "type": "array", "minItems": 3, "maxItems": 3,
+        "prefixItems": [TEXT, INTS, {"type": "array", "minItems": 1, "maxItems": 3,
+                                     "prefixItems": [TEXT, INT, INT]}]}},
+        raised={"anyOf": [{"type": "null"}, {"type": "array", "items": TEXT, "minItems": 2,
+                                             "maxItems": 2}]}),
     "reflect": ONE_TRAP, "emulate": ONE_TRAP, "counter_read": ONE_TRAP, "sret": ONE_TRAP,
     "wfi": ONE_TRAP,
     "hypercall": {**ONE_TRAP, "required": ["fault", "vcpu", "console"],

@@ -160,12 +160,16 @@ def disassemble(bits: int) -> str:
 DISPATCH_CAUSES = (0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 8, 12, 13, 15, 20, 21, 23)
 PRIVILEGED = st.one_of(csr_instructions(EMULATED_CSRS),
                        st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)))
+# A counter read's destination: x0 often (a read that discards its value is still a read)
+COUNTER_RDS = (0, 0, 1, 5, 10, 31)
 # from user mode, half of them counter reads: the one kind its kernel may allow, so the one a
 # VMM may not reflect without asking emulate_counter_read
 COUNTER_READS = st.builds(lambda op, rd, num: encode(op, rd, 0, imm=num),
                           st.sampled_from(("csrrs", "csrrc", "csrrsi", "csrrci")),
-                          st.integers(0, 31), st.sampled_from(COUNTER_CSRS))
+                          st.sampled_from(COUNTER_RDS), st.sampled_from(COUNTER_CSRS))
 USER_PRIVILEGED = st.one_of(COUNTER_READS, PRIVILEGED)
+# the guest kernel's scounteren: all counters allowed, one, two, or none
+SCOUNTERENS = (7, 7, 0, 1, 2, 4, 3, 5, 6)
 
 
 _RAISES = st.sampled_from((None, None, [2, 0x3020_0073], [13, 0x1234_5678]))
@@ -180,70 +184,98 @@ def dispatch_examples(draw: st.DrawFn) -> dict:
     # stval as the hardware writes it: the instruction, 0 for an ecall, the pc for ebreak
     tval = draw(PRIVILEGED if vmode == S else USER_PRIVILEGED) if cause == 2 else 0 \
         if cause == 8 else TRAP_PC if cause == 3 else draw(st.integers(0, M32))
-    # the handler it goes to raises GuestFault (a hypercall never does: the SBI answers all)
-    raises = None if cause == 8 and vmode == S else draw(_RAISES)
-    return {"paging": paging, "cause": cause, "tval": tval, "vmode": vmode,
-            "gpa": draw(st.integers(0, (1 << 34) - 1)) if cause >= 20 else 0, "raises": raises}
+    a = {"paging": paging, "cause": cause, "tval": tval, "vmode": vmode,
+         "scounteren": draw(sampled(SCOUNTERENS)),
+         "gpa": draw(st.integers(0, (1 << 34) - 1)) if cause >= 20 else 0}
+    # the handler the table routes it to raises GuestFault instead of running (a hypercall
+    # never does: the SBI answers all; reflect is where a fault goes, not where it comes from)
+    raiser = routes(a)[0][0]
+    raises = None if raiser in ("hypercall", "reflect") else draw(_RAISES)
+    return {**a, "raiser": raiser if raises else None, "raises": raises}
 
 
-def expected_route(a: dict) -> list:
-    """The calls `handle` makes, by the lecture's table."""
+def routes(a: dict) -> list[list]:
+    """The calls `handle` may make first, by the lecture's table: [name, its integer arguments].
+    The table's own route comes first."""
     cause, tval, vmode = a["cause"], a["tval"], a["vmode"]
     access = {12: 0, 13: 1, 15: 2, 20: 0, 21: 1, 23: 2}
+    reflected = ["reflect", [cause, tval]]
     if cause == 8 and vmode == S:
-        first = ["hypercall", []]
-    elif cause == 2 and vmode == S:
-        first = ["emulate", [tval]]
-    elif cause == 2:
-        first = ["emulate_counter_read", [tval]]
-    elif cause in (12, 13, 15) and a["paging"] == "shadow":
-        first = ["hidden_fault", [tval, access[cause]]]
-    elif cause in (20, 21, 23):
-        first = ["guest_page_fault", [tval, a["gpa"], access[cause]]]
-    else:
-        return [["reflect", [cause, tval]]]
-    if a["raises"] is not None:
-        return [first, ["reflect", a["raises"]]]
-    return [first]
-
-
-def also_right(a: dict, calls: list) -> bool:
-    """Whether `calls`, not the table's, does the same for the guest: an instruction that the
-    guest's hardware refuses in that mode whatever its kernel allows, reflected at once (the
-    handler would only have raised GuestFault for it)."""
-    return a["cause"] == 2 and calls == [["reflect", [2, a["tval"]]]] and \
-        illegal_whatever_the_state(a["tval"], a["vmode"])
+        return [["hypercall", []]]
+    if cause == 2 and vmode == S:
+        # an instruction the guest's hardware refuses in S-mode whatever its CSRs: reflected at
+        # once, it gets what emulate would only have raised
+        return [["emulate", [tval]]] + ([reflected] if illegal_whatever_the_state(
+            tval, S) else [])
+    if cause == 2:
+        # LAB.md: a counter read the guest kernel's scounteren allows goes to
+        # emulate_counter_read; anything else is reflected, at once or by its GuestFault
+        allowed = not illegal_in(tval, U, a.get("scounteren", 0))
+        return [["emulate_counter_read", [tval]]] + ([] if allowed else [reflected])
+    if cause in (12, 13, 15) and a["paging"] == "shadow":
+        return [["hidden_fault", [tval, access[cause]]]]
+    if cause in (20, 21, 23):
+        return [["guest_page_fault", [tval, a["gpa"], access[cause]]]]
+    return [reflected]
 
 
 def illegal_whatever_the_state(bits: int, mode: int) -> bool:
     """The guest's hardware refuses `bits` in `mode` even with every counter enabled (the one
     thing its kernel's CSRs decide for an instruction here)."""
-    state = {"csrs": [[CSR["scounteren"], M32]], "regs": [0] * 32, "mode": mode, "pc": PC}
+    return illegal_in(bits, mode, M32)
+
+
+def illegal_in(bits: int, mode: int, scounteren: int) -> bool:
+    """The guest's hardware refuses `bits` in `mode` with that scounteren."""
+    state = {"csrs": [[CSR["scounteren"], scounteren]], "regs": [0] * 32, "mode": mode,
+             "pc": PC}
     _, trap, _ = step_bare(state, bits)
     return trap is not None and trap[0] == 2
 
 
+def _show(calls: list) -> str:
+    return " then ".join(f"`{c[0]}({', '.join(hex(x) for x in c[1])})`" for c in calls) \
+        or "nothing"
+
+
 def check_dispatch(a: dict, worker: Any) -> None:
-    calls = worker.call("dispatch", a)["calls"]
-    want = expected_route(a)
-    if calls != want and not also_right(a, calls):
-        def show(cs: list) -> str:
-            return " then ".join(f"`{n}({', '.join(hex(x) for x in args)})`" for n, args in cs) \
-                or "nothing"
-        raise Counterexample(f"the trap went to {show(calls)}; it should go to {show(want)}",
-                             describe_dispatch(a))
+    got = worker.call("dispatch", a)
+    calls, raised = got["calls"], got.get("raised")
+    example = partial(describe_dispatch, a, got.get("injected", True))
+    firsts = routes(a)
+    escaped = f" (`handle` raised {raised[0]}: {raised[1]})" if raised else ""
+    if not calls or calls[0][:2] not in firsts:
+        raise Counterexample(f"the trap went to {_show(calls[:2])}{escaped}; it should go to "
+                             + " or ".join(_show([f]) for f in firsts), example)
+    first, outcome, rest = calls[0], calls[0][2], calls[1:]
+    if first[0] == "reflect" or outcome == ["returned"]:
+        if rest:
+            raise Counterexample(f"`{first[0]}` did the work and returned, yet `handle` went "
+                                 f"on to {_show(rest)}", example)
+        if raised:
+            raise Counterexample(f"`{first[0]}` returned, yet `handle` raised {raised[0]}: "
+                                 f"{raised[1]}", example)
+    elif outcome[0] == "fault":
+        want = ["reflect", outcome[1:]]
+        if [c[:2] for c in rest] != [want]:
+            raise Counterexample(
+                f"`{first[0]}` raised `GuestFault({outcome[1]}, {outcome[2]:#x})`: the fault is "
+                f"the guest's, and `handle` must reflect it, {_show([want])}; it went on to "
+                f"{_show(rest)}{escaped}", example)
+    # else: the handler failed (another part, not written yet?): the route is all there is
 
 
-def describe_dispatch(a: dict) -> str:
+def describe_dispatch(a: dict, injected: bool = True) -> str:
     text = (f"A trap with cause {a['cause']} ({CAUSE_NAMES[a['cause']]}), stval "
             f"`{a['tval']:#010x}`, taken while the guest ran in virtual "
-            f"{'S' if a['vmode'] else 'U'}-mode under {a['paging']} paging")
+            f"{'S' if a['vmode'] else 'U'}-mode under {a['paging']} paging; the guest "
+            f"kernel's scounteren is `{a.get('scounteren', 0):#x}`")
     if a["cause"] == 2:
         text += f"; the instruction is `{disassemble(a['tval'])}`"
-    if a["raises"]:
-        text += (f". The handler it goes to raises `GuestFault({a['raises'][0]}, "
-                 f"{a['raises'][1]:#x})`")
-    return text + "."
+    if a["raises"] and injected:
+        text += (f". `{a['raiser']}` raises `GuestFault({a['raises'][0]}, "
+                 f"{a['raises'][1]:#x})` here instead of running")
+    return text + ". The handlers are the real ones: which ran is seen from their side."
 
 
 register(Property(
@@ -601,22 +633,23 @@ def check_ipc_hypercall(a: dict, worker: Any) -> None:
         raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}; the SBI "
                              "answers every call", example)
     v, stop = got["vcpu"], (got.get("stop") or {}).get("reason")
-    fid = r[16]
+    fid, instret = r[16], state["fields"]["instret"]
     if fid not in (0, 1):
         expected: dict = {"channels called": [], "a0": ERR_NOT_SUPPORTED & M32, "pc": pc + 4,
-                          "stopped": None}
+                          "instret": instret + 1, "stopped": None}
     else:
         expected = {"channels called": [[fid, r[10], r[11], r[12]]], "stopped": None,
                     "blocked": answer == "blocked"}
         if answer == "bad-buffer":
             expected = {"channels called": expected["channels called"], "stopped": "killed"}
-        elif answer == "blocked":  # nothing moves: the woken guest retries the ecall
-            expected.update(pc=pc, a0=r[10], a1=r[11])
+        elif answer == "blocked":  # nothing moves, nothing retires: the woken guest retries
+            expected.update(pc=pc, a0=r[10], a1=r[11], instret=instret)
         else:
-            expected.update(pc=pc + 4, a0=answer[0] & M32, a1=answer[1] & M32)
+            expected.update(pc=pc + 4, a0=answer[0] & M32, a1=answer[1] & M32,
+                            instret=instret + 1)
     actual = {"channels called": got.get("ipc_calls"), "stopped": stop,
               "blocked": got.get("blocked"), "pc": v["pc"], "a0": v["regs"][10],
-              "a1": v["regs"][11]}
+              "a1": v["regs"][11], "instret": v["instret"]}
     diff = first_difference(expected, actual, list(expected))
     if diff:
         raise Counterexample(diff, example)
