@@ -46,6 +46,10 @@ CAUSE_NAMES = {0: "instruction address misaligned", 1: "instruction access fault
 # a nonexistent one); the hypervisor CSRs are left out: the VMM does not virtualize them
 EMULATED_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x14D, 0x15D,
                  0x180, 0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82, 0x300, 0x305, 0x5C0, 0x7C0)
+# LAB.md: the hypervisor CSRs and hfence are not virtualized: illegal for the guest, although
+# its bare hardware (which has the H extension) runs them in S-mode
+HYPERVISOR_CSRS = (0x600, 0x643, 0x64A, 0x680, 0x200, 0x280)
+HFENCES = (0x2200_0073, 0x6200_0073, 0x22B5_0073)  # hfence.vvma, hfence.gvma, vvma a0, a1
 USED_REGS = (1, 5, 10, 11, 12, 31)
 TRANSLATION_CSRS = (0x100, 0x180)  # sstatus (SUM, MXR) and satp: the shadows depend on them
 SUM_MXR = SSTATUS_SUM | SSTATUS_MXR  # the sstatus bits the shadows depend on
@@ -83,11 +87,16 @@ def hart_state(m: Any) -> dict:
     out = {name: int(getattr(h, name)) for name in FIELDS}
     out["pc"] = h.pc
     out["regs"] = list(h.x)
+    out["trap_entry"] = bool(h.trap_entry)
     return out
 
 
-def compare_cpu(expected: dict, actual: dict, example: str | Callable[[], str]) -> None:
-    diff = first_difference(expected, actual, FIELDS)
+def compare_cpu(expected: dict, actual: dict, example: str | Callable[[], str],
+                trap_entry: bool = True) -> None:
+    """The virtual CPU against the bare hart: FIELDS, then `trap_entry` (a trap was just taken
+    and nothing retired since: reflect sets it, a retired instruction clears it; not for a
+    handler that is not given the whole instruction, such as emulate_sret), then registers."""
+    diff = first_difference(expected, actual, FIELDS + ["trap_entry"] * trap_entry)
     if diff is None:
         for i, (e, a) in enumerate(zip(expected["regs"], actual["regs"], strict=True)):
             if e != a:
@@ -133,6 +142,23 @@ def csr_instructions(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
                      st.sampled_from((0, 0, 1, 5, 31)), st.sampled_from(csrs))
 
 
+def csr_swaps(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
+    """A CSR instruction whose destination is also its source, as in the stack swap every trap
+    handler starts with (`csrrw sp, sscratch, sp`): the old value must be read before the
+    register is."""
+    return st.builds(lambda op, r, num: encode(op, r, r, imm=num),
+                     st.sampled_from(("csrrw", "csrrs", "csrrc")), st.sampled_from(USED_REGS),
+                     st.sampled_from(csrs))
+
+
+def not_virtualized(bits: int) -> bool:
+    """A hypervisor CSR access or an hfence: illegal for a guest (LAB.md), whatever its bare
+    hardware does with it."""
+    return (bits & 0x7F == 0x73 and (bits >> 12) & 7 not in (0, 4)
+            and bits >> 20 in HYPERVISOR_CSRS) or bits & 0xFE00_7FFF in (0x2200_0073,
+                                                                        0x6200_0073)
+
+
 def describe_state(state: dict) -> str:
     rows = [f"| mode | {'S' if state['mode'] else 'U'} (virtual) |",
             f"| pc | `{state['pc']:#010x}` |"]
@@ -159,7 +185,8 @@ def disassemble(bits: int) -> str:
 # illegal instructions three times: they have the most routes (emulate, counter read, reflect)
 DISPATCH_CAUSES = (0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 8, 12, 13, 15, 20, 21, 23)
 PRIVILEGED = st.one_of(csr_instructions(EMULATED_CSRS),
-                       st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)))
+                       st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)),
+                       csr_instructions(HYPERVISOR_CSRS), st.sampled_from(HFENCES))
 # A counter read's destination: x0 often (a read that discards its value is still a read)
 COUNTER_RDS = (0, 0, 1, 5, 10, 31)
 # from user mode, half of them counter reads: the one kind its kernel may allow, so the one a
@@ -206,7 +233,7 @@ def routes(a: dict) -> list[list]:
         # an instruction the guest's hardware refuses in S-mode whatever its CSRs: reflected at
         # once, it gets what emulate would only have raised
         return [["emulate", [tval]]] + ([reflected] if illegal_whatever_the_state(
-            tval, S) else [])
+            tval, S) or not_virtualized(tval) else [])
     if cause == 2:
         # LAB.md: a counter read the guest kernel's scounteren allows goes to
         # emulate_counter_read; anything else is reflected, at once or by its GuestFault
@@ -368,6 +395,8 @@ def sfences() -> st.SearchStrategy[int]:
                      st.integers(0, 31))
 
 
+SWAP_CSRS = (0x140, 0x140, 0x100, 0x105, 0x141, 0x143, 0x106, 0x180, 0xC01, 0xC02)
+
 # The kind of instruction is the first choice, so that hypothesis varies it most; each kind a
 # bug could hide in has at least a tenth of the examples (hypothesis runs each fresh example with
 # a few mutations of it, so there are fewer independent draws than examples).
@@ -377,7 +406,9 @@ EMULATED_INSTRUCTIONS = st.one_of(
     csr_instructions(COUNTER_CSRS), csr_reads(EMULATED_CSRS),
     csr_reads(COUNTER_CSRS),  # a plain read of a read-only CSR: allowed
     sfences(), sfences(),
-    st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)))  # mret, dret
+    st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)),  # mret, dret
+    csr_swaps(SWAP_CSRS),
+    st.one_of(csr_instructions(HYPERVISOR_CSRS), st.sampled_from(HFENCES)))
 
 
 @st.composite
@@ -390,6 +421,8 @@ def emulate_examples(draw: st.DrawFn) -> dict:
         state["regs"][rs1] = draw(sampled(SSTATUS_OPERANDS))
         if funct3 != 1:  # csrrs and csrrc change only what is not already so
             _sum_mxr_before(state, set_=funct3 == 3)
+    # right after a reflected trap, as the first instruction of a trap handler often is
+    state["fields"]["trap_entry"] = draw(st.booleans())
     return {"state": state, "bits": bits}
 
 
@@ -403,6 +436,8 @@ def _sum_mxr_before(state: dict, set_: bool) -> None:
 
 def _emulation(a: dict, probe: str, worker: Any) -> dict:
     m, trap, stop = step_bare(a["state"], a["bits"])
+    if not_virtualized(a["bits"]):
+        trap = (2, a["bits"])  # the guest's hardware has no H extension (LAB.md)
     got = worker.call(probe, a)
     example = partial(describe_instruction, a)
     if trap is not None:
@@ -452,15 +487,23 @@ register(Property(
 
 
 COUNTER_INSTRUCTIONS = st.one_of(
+    COUNTER_READS, COUNTER_READS,  # plain reads, into x0 too: what scounteren may allow
     csr_instructions(COUNTER_CSRS), csr_instructions(COUNTER_CSRS),
-    csr_instructions((0x100, 0x141, 0x180, 0x300)),
+    csr_instructions((0x100, 0x141, 0x180, 0x300, *HYPERVISOR_CSRS)),
     st.sampled_from((FIXED["sret"], FIXED["wfi"], 0xFFFF_FFFF)))
 
 
 @st.composite
 def counter_examples(draw: st.DrawFn) -> dict:
     bits = draw(COUNTER_INSTRUCTIONS)
-    return {"state": vcpu_state_from(RecordSource(draw), modes=(U,)), "bits": bits}
+    state = vcpu_state_from(RecordSource(draw), modes=(U,))
+    if draw(st.booleans()):
+        # the guest kernel allows this counter (random scounteren values allow one in two)
+        bit = 1 << ((bits >> 20) & 0x1F) if bits >> 20 in COUNTER_CSRS else 7
+        state["csrs"] = [[num, value | bit if num == CSR["scounteren"] else value]
+                         for num, value in state["csrs"]]
+    state["fields"]["trap_entry"] = draw(st.booleans())
+    return {"state": state, "bits": bits}
 
 
 def check_counter(a: dict, worker: Any) -> None:
@@ -498,7 +541,7 @@ def check_sret_wfi(a: dict, worker: Any) -> None:
         m = bare_machine(a["state"])
         m.hart.sret()
         got = worker.call("sret", a)
-        compare_cpu(hart_state(m), got["vcpu"], example)
+        compare_cpu(hart_state(m), got["vcpu"], example, trap_entry=False)
         return
     m = bare_machine(a["state"])
     h = m.hart

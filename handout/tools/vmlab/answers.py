@@ -25,7 +25,8 @@ VCPU_FIELDS = ("pc", "mode", "sstatus", "sie", "stvec", "scounteren", "sscratch"
                "scause", "stval", "satp", "stimecmp", "instret", "idle")
 VCPU = {"type": "object", "required": [*VCPU_FIELDS, "regs"],
         "properties": {**{f: INT for f in VCPU_FIELDS},
-                       "regs": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32}}}
+                       "regs": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32},
+                       "trap_entry": {"type": "boolean"}}}
 DIGESTS = {"type": "object", "additionalProperties": TEXT}
 FAULT = {"anyOf": [{"type": "null"}, {"type": "array", "items": INT, "minItems": 2,
                                       "maxItems": 2}]}
