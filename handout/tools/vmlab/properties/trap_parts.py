@@ -407,8 +407,8 @@ EMULATED_INSTRUCTIONS = st.one_of(
     csr_reads(COUNTER_CSRS),  # a plain read of a read-only CSR: allowed
     sfences(), sfences(),
     st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)),  # mret, dret
-    csr_swaps(SWAP_CSRS),
-    st.one_of(csr_instructions(HYPERVISOR_CSRS), st.sampled_from(HFENCES)))
+    csr_swaps(SWAP_CSRS), csr_reads(HYPERVISOR_CSRS), csr_instructions(HYPERVISOR_CSRS),
+    st.sampled_from(HFENCES))
 
 
 @st.composite
