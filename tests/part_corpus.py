@@ -258,6 +258,11 @@ BUGS: list[Variant] = [
          "            vmm.block(guest)\n"),),
         "a call that waits counts as retired, and again when it is retried: the guest's clock "
         "runs ahead"),
+    Variant("sbi-call-retires-nothing", HYPERCALLS, "hypercall", (
+        ("    v.pc += 4\n    v.instret += 1\n    guest.emulated += 1\n",
+         "    v.pc += 4\n    guest.emulated += 1\n"),),
+        "a completed SBI call moves the pc on but is not counted as retired: the guest's "
+        "clock falls behind the bare machine's by one at every call"),
     Variant("send-buffer-check-in-32-bits", CHANNELS, "ipc", (
         ("        if not guest.mem.contains(buf, length):\n",
          "        end = (buf + length) & 0xFFFF_FFFF\n"
