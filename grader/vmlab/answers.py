@@ -60,8 +60,9 @@ SHAPES: dict[str, dict] = {
     # cause, tval], ["error", type]); what `handle` raised, if anything
     "dispatch": _obj(calls={"type": "array", "items": {
         "type": "array", "minItems": 3, "maxItems": 3,
-        "prefixItems": [TEXT, INTS, {"type": "array", "minItems": 1, "maxItems": 3,
-                                     "prefixItems": [TEXT, INT, INT]}]}},
+        "prefixItems": [TEXT, INTS, {"anyOf": [
+            {"type": "array", "minItems": 3, "maxItems": 3, "prefixItems": [TEXT, INT, INT]},
+            {"type": "array", "minItems": 1, "maxItems": 2, "items": TEXT}]}]}},
         raised={"anyOf": [{"type": "null"}, {"type": "array", "items": TEXT, "minItems": 2,
                                              "maxItems": 2}]}),
     "reflect": ONE_TRAP, "emulate": ONE_TRAP, "counter_read": ONE_TRAP, "sret": ONE_TRAP,
