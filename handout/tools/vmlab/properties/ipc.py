@@ -89,7 +89,8 @@ CHANNEL_PICKS = 10  # 0-7 an existing channel (modulo their number), 8 and 9 ids
 WHO_PICKS = 3 * GUESTS  # 0-2 any guest, whether granted or not; 3-8 the channel's grantee
 # either side of each buffer size, and far beyond a message (a send must refuse the length
 # before it touches the buffer: copying 4 GiB first takes the VMM minutes)
-SEND_SIZES = (0, 1, 2, 8, 9, 64, MAX_MESSAGE, MAX_MESSAGE + 1, 0x1_0000, 0xFFFF_FFFF)
+SEND_SIZES = (0, 1, 2, 8, 9, 64, MAX_MESSAGE, MAX_MESSAGE + 1, 0x1_0000, 0x8000_0000,
+              0xFFFF_FFFF)
 RELEASE_SIZES = SEND_SIZES[1:7]  # a message that lets a waiting receiver go on: 1 to 256 bytes
 WHERE_PICKS = 8  # the sender's buffer: from the start of its RAM to flush with its end
 RECEIVE_SIZES = (0, 1, 8, MAX_MESSAGE, MAX_MESSAGE, SIZE)  # SIZE: all its RAM, a valid buffer
