@@ -3,9 +3,10 @@
 The test suite grades each bug in tests/buggy_vmms.py with the rubric's own seeds: one run per
 bug. A property that catches a bug only on lucky seeds passes that test and still lets the bug
 through for some other seed, or after a change to an unrelated generator moves the examples.
-This grades each bug with the visible tests of its part (for tests/designs.py's bugs, of the
-part that must catch them) under several other seeds and prints,
-per bug, at how many seeds it lost points. Anything below all of them is worth a look.
+This grades each bug with the visible tests of the part that must catch it under several other
+seeds and prints, per bug, at how many seeds it lost points. Anything below all of them is worth
+a look. The bugs of tests/designs.py and tests/part_corpus.py (realistic ones written from the
+contract alone) are graded too.
 
     python bench/sensitivity.py [--seeds N] [BUG ...]
 """
@@ -22,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import designs  # noqa: E402
-from buggy_vmms import BUGS, Bug, buggy_submission, edited_submission  # noqa: E402
+from buggy_vmms import BUGS, edited_submission  # noqa: E402
+from part_corpus import BUGS as CORPUS_BUGS  # noqa: E402
 from vmlab.grade import grade_lab  # noqa: E402
 from vmlab.rubric import load as load_rubric  # noqa: E402
 from vmlab.submission import assemble  # noqa: E402
@@ -30,19 +32,26 @@ from vmlab.submission import assemble  # noqa: E402
 RUBRIC = load_rubric()
 
 
-def caught(bug: Bug | designs.Design, seed: int) -> bool:
-    """Whether the visible tests of the part that must catch `bug` lose a point at `seed`
-    (a design bug of tests/designs.py: the part its `caught_by` names)."""
-    part = bug.part if isinstance(bug, Bug) else bug.caught_by
+@dataclasses.dataclass(frozen=True)
+class Edited:
+    name: str
+    part: str  # the part whose visible tests must catch it
+    file: str
+    edits: tuple[tuple[str, str], ...]
+
+
+ALL = [Edited(b.name, b.part, b.file, ((b.old, b.new),)) for b in BUGS] + [
+    Edited(v.name, v.part, v.file, tuple(v.edits)) for v in CORPUS_BUGS] + [
+    Edited(d.name, d.caught_by, d.file, tuple(d.edits)) for d in designs.BUGS]
+
+
+def caught(bug: Edited, seed: int) -> bool:
+    """Whether the visible tests of the part that must catch `bug` lose a point at `seed`."""
     tests = [dataclasses.replace(t, seed=seed) for t in RUBRIC.tests
-             if t.visible and t.part == part]
+             if t.visible and t.part == bug.part]
     with tempfile.TemporaryDirectory() as tmp:
-        if isinstance(bug, Bug):
-            sub = buggy_submission(Path(tmp) / "submission", REPO / "solution", RUBRIC.editable,
-                                   bug)
-        else:
-            sub = edited_submission(Path(tmp) / "submission", REPO / "solution",
-                                    RUBRIC.editable, bug.file, list(bug.edits))
+        sub = edited_submission(Path(tmp) / "submission", REPO / "solution", RUBRIC.editable,
+                                bug.file, list(bug.edits))
         lab, _, _ = assemble(sub, REPO / "handout", RUBRIC.editable, into=Path(tmp) / "lab")
         results = grade_lab(lab, RUBRIC, tests, Path(tmp) / "results.json")
     return any(t["score"] < t["max_score"] for t in results["tests"])
@@ -53,14 +62,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per bug")
     parser.add_argument("bugs", nargs="*", help="bug names (default: all)")
     args = parser.parse_args()
-    bugs = [b for b in [*BUGS, *designs.BUGS] if not args.bugs or b.name in args.bugs]
+    bugs = [b for b in ALL if not args.bugs or b.name in args.bugs]
     seeds = [7919 * (i + 1) for i in range(args.seeds)]  # none of them the rubric's
     weak = 0
     for bug in bugs:
         n = sum(caught(bug, s) for s in seeds)
         weak += n < len(seeds)
-        part = bug.part if isinstance(bug, Bug) else bug.caught_by
-        print(f"{bug.name:44} {part:15} caught at {n}/{len(seeds)} seeds", flush=True)
+        print(f"{bug.name:44} {bug.part:15} caught at {n}/{len(seeds)} seeds", flush=True)
     print(f"{len(bugs) - weak} of {len(bugs)} bugs caught at every seed")
 
 

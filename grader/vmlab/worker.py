@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import traceback
-from collections import deque
+import types
 from typing import Any
 
 LAB = os.getcwd()
@@ -277,8 +277,10 @@ def probe_translate(a: dict) -> dict:
 def probe_flush(a: dict) -> dict:
     """Shadow entries for some pages, cached in the TLB; then flush; then ask the hardware,
     TLB included, what it still maps. The entries are the student's fill's, so that a flush may
-    rely on what fill keeps; where fill is missing or fails, the given `_write_leaf` makes them
-    (this part is graded without the shadow-fill part)."""
+    rely on what fill keeps; where fill is missing, fails or leaves the hardware nothing to
+    translate, the given `_write_leaf` makes them (this part is graded without the shadow-fill
+    part). Every entry is in the TLB before the flush, so that only a flush that forgets them
+    passes: a flush that does nothing leaves every one. `cached` counts them."""
     from machine import csr
     from machine.mmu import PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, Permissions
     from machine.traps import Trap
@@ -288,16 +290,18 @@ def probe_flush(a: dict) -> dict:
     hart = vmm.machine.hart
     user = Permissions(priv=0, sum=False, mxr=False)
     flags = PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D
+    cached = 0
     for va, access, mode, gpa, sum_, mxr in a["fills"]:
         g.vcpu.mode = mode
         g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
-        if not _filled(g, va, access):
-            g.shadow._write_leaf(mode, va, g.mem.host_address(gpa & ~0xFFF), flags)
-            g.shadow.fills += 1  # as a fill counts it
-        try:
-            hart.mmu.translate(va, access, g.shadow.satp(mode), user)  # now in the TLB
-        except Trap:
-            pass  # the student's fill wrote something else: nothing to cache
+        for fill in (_filled, _write_leaf):
+            if fill(g, va, access, gpa, flags):
+                try:
+                    hart.mmu.translate(va, access, g.shadow.satp(mode), user)  # now in the TLB
+                    cached += 1
+                    break
+                except Trap:
+                    pass  # nothing the hardware can use: the given _write_leaf makes it
     g.shadow.flush()
     still = []
     for va, access, mode, *_ in a["fills"]:
@@ -306,10 +310,10 @@ def probe_flush(a: dict) -> dict:
             still.append([va, access, mode, hpa])
         except Trap:
             pass
-    return {"still_mapped": still}
+    return {"still_mapped": still, "cached": cached}
 
 
-def _filled(g: Any, va: int, access: int) -> bool:
+def _filled(g: Any, va: int, access: int, *_: Any) -> bool:
     """Whether the student's fill made the shadow entry for `va`."""
     try:
         g.shadow.fill(g.vcpu, va, access)
@@ -318,23 +322,102 @@ def _filled(g: Any, va: int, access: int) -> bool:
     return True
 
 
+def _write_leaf(g: Any, va: int, access: int, gpa: int, flags: int) -> bool:
+    """The entry for `va`, written as the given ShadowTables._write_leaf writes one."""
+    g.shadow._write_leaf(g.vcpu.mode, va, g.mem.host_address(gpa & ~0xFFF), flags)
+    g.shadow.fills += 1  # as a fill counts it
+    return True
+
+
 # ----- trap and emulate ---------------------------------------------------------------------
 
-class _Recorder:
-    """Stands in for a handler: records its integer arguments, in the order of the handler's
-    own parameters however they were passed, and raises GuestFault if told to."""
+class _Watch:
+    """Which of some functions ran, seen from the functions' side: a trace function (sys.settrace:
+    it works from 3.11 on) notes each call whose code object is one of theirs, with its integer
+    arguments in the order of its own parameters, however the caller reached it (by the module's
+    name, an alias, a table built at import, another module's name) and however it passed them.
+    Calls made from inside a watched function are its own business and are not noted. Each note
+    ends with how the call ended: ["returned"], ["fault", cause, tval] (GuestFault) or ["error",
+    the exception's type].
 
-    def __init__(self, calls: list, name: str, handler: Any, fault: list | None = None) -> None:
-        self.calls, self.name, self.fault = calls, name, fault
-        self.signature = inspect.signature(handler)
+    `replace` gives a function another body for the duration, by swapping its code object: the
+    function object stays the one every table and alias holds, so the replacement is reached
+    the same way the function is. It is used for bodies that must not run in a part's test
+    (a GuestFault raised on purpose, a VMM method whose real body would run another part)."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        bound = self.signature.bind(*args, **kwargs)  # a call the handler refuses fails so too
-        self.calls.append([self.name, [a for a in bound.arguments.values()
-                                       if isinstance(a, int) and not isinstance(a, bool)]])
-        if self.fault is not None:
-            from vmm.guestwalk import GuestFault
-            raise GuestFault(*self.fault)
+    def __init__(self, functions: dict[str, Any]) -> None:
+        unwrapped = {name: inspect.unwrap(getattr(fn, "__func__", fn))
+                     for name, fn in functions.items()}
+        # a name the student's module lacks, or that is no Python function, is not watched
+        self.functions = {name: fn for name, fn in unwrapped.items()
+                          if isinstance(getattr(fn, "__code__", None), types.CodeType)}
+        self.codes = {fn.__code__: name for name, fn in self.functions.items()}
+        self.calls: list[list] = []
+        self.active: Any = None  # the frame of the watched call under way
+        self.pending: BaseException | None = None  # an exception in that frame, not yet handled
+        self.saved: list[tuple[Any, Any]] = []
+
+    def replace(self, name: str, body: str) -> bool:
+        """Give function `name` the body `body` (Python, indented 4) with its own parameters;
+        False when it cannot be done (a closure: its code cannot be swapped)."""
+        fn = self.functions[name]
+        if fn.__code__.co_freevars:
+            return False
+        params = [p.replace(annotation=p.empty,
+                            default=p.empty if p.default is p.empty else None)
+                  for p in inspect.signature(fn).parameters.values()]
+        source = f"def replaced{inspect.Signature(params)}:\n{body}\n"
+        space: dict = {}
+        exec(compile(source, f"<the grader's {name}>", "exec"), space)  # noqa: S102
+        code = space["replaced"].__code__.replace(co_name=fn.__code__.co_name)
+        self.saved.append((fn, fn.__code__))
+        fn.__code__ = code
+        self.codes[code] = name
+        return True
+
+    def __enter__(self) -> _Watch:
+        sys.settrace(self._call)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        sys.settrace(None)
+        for fn, code in reversed(self.saved):
+            fn.__code__ = code
+        self.saved.clear()
+
+    def _call(self, frame: Any, event: str, arg: Any) -> Any:
+        name = self.codes.get(frame.f_code)
+        if event != "call" or name is None or self.active is not None:
+            return None
+        code = frame.f_code
+        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        args = [frame.f_locals.get(n) for n in names]
+        self.calls.append([name, [v for v in args if isinstance(v, int)
+                                  and not isinstance(v, bool)], ["returned"]])
+        self.active, self.pending = frame, None
+        return self._inside
+
+    def _inside(self, frame: Any, event: str, arg: Any) -> Any:
+        if frame is not self.active:
+            return None
+        if event == "exception":
+            self.pending = arg[1]
+        elif event == "line":
+            self.pending = None  # handled within the function
+        elif event == "return":
+            e = self.pending
+            if e is not None:
+                from vmm.guestwalk import GuestFault
+                self.calls[-1][2] = ["fault", int(e.cause), int(e.tval) & 0xFFFF_FFFF] \
+                    if isinstance(e, GuestFault) and isinstance(e.cause, int) and \
+                    isinstance(e.tval, int) else ["error", type(e).__name__]
+            self.active = self.pending = None
+        return self._inside
+
+
+def _raising(fault: list) -> str:
+    return (f"    from vmm.guestwalk import GuestFault\n"
+            f"    raise GuestFault({int(fault[0])}, {int(fault[1])})")
 
 
 _UNITS: dict[str, tuple[Any, Any]] = {}
@@ -352,12 +435,10 @@ def _vcpu_guest(paging: str = "shadow", state: dict | None = None) -> tuple[Any,
         _UNITS[paging] = vmm, vmm.create_guest(Program([], 0x8040_0000), memory=8 << 20,
                                                paging=paging)
     vmm, g = _UNITS[paging]
-    for hook in ("guest_sfence", "guest_translation_changed", "hidden_fault",
-                 "guest_page_fault", "stop_guest"):
-        vmm.__dict__.pop(hook, None)  # the class's own method again
     g.vcpu = VirtualCPU(pc=0x8040_0000)
     g.console.clear()
-    g.stop, g.state, g.emulated = None, RUNNABLE, 0
+    g.stop, g.state, g.emulated, g.waiting_on = None, RUNNABLE, 0, None
+    g.last_fault, g.repeats = None, 0
     g.traps.clear()
     if state is not None:
         _apply_state(g.vcpu, state)
@@ -365,29 +446,35 @@ def _vcpu_guest(paging: str = "shadow", state: dict | None = None) -> tuple[Any,
 
 
 def probe_dispatch(a: dict) -> dict:
-    """trap.handle with every handler replaced by a recorder: where did the trap go?"""
+    """trap.handle with the real handlers: which of them ran (seen from their side), with what,
+    and how each call ended. When the example says so, the handler the table routes the trap
+    to raises GuestFault instead of running (`raiser`, `raises`)."""
     from machine.hart import TrapEvent
-    from vmm import trap
+    from vmm import hypercalls, trap
+    from vmm.monitor import VMM
     vmm, g = _vcpu_guest(a["paging"])
     g.vcpu.mode = a["vmode"]
-    calls: list = []
-    saved = {n: getattr(trap, n) for n in ("reflect", "emulate", "emulate_counter_read",
-                                            "hypercall")}
-    raising = a.get("raises")  # the handler the trap goes to raises GuestFault(cause, tval)
-    try:
-        for name, handler in saved.items():
-            setattr(trap, name, _Recorder(calls, name, handler,
-                                          raising if name != "reflect" else None))
-        vmm.hidden_fault = _Recorder(calls, "hidden_fault", vmm.hidden_fault, raising)
-        vmm.guest_page_fault = _Recorder(calls, "guest_page_fault", vmm.guest_page_fault,
-                                         raising)
-        event = TrapEvent(a["cause"], a["tval"], 0x8040_0000, 0, a["paging"] == "nested",
-                          a.get("gpa", 0))
-        trap.handle(vmm, g, event)
-    finally:
-        for name, fn in saved.items():
-            setattr(trap, name, fn)
-    return {"calls": calls}
+    g.vcpu.scounteren = a.get("scounteren", 0)
+    watch = _Watch({"reflect": getattr(trap, "reflect", None),
+                    "emulate": getattr(trap, "emulate", None),
+                    "emulate_counter_read": getattr(trap, "emulate_counter_read", None),
+                    "hypercall": getattr(hypercalls, "hypercall", None),
+                    "hidden_fault": VMM.hidden_fault, "guest_page_fault": VMM.guest_page_fault})
+    raised = None
+    event = TrapEvent(a["cause"], a["tval"], 0x8040_0000, 0, a["paging"] == "nested",
+                      a.get("gpa", 0))
+    with watch:
+        injected = bool(a.get("raises")) and a["raiser"] in watch.functions and \
+            watch.replace(a["raiser"], _raising(a["raises"]))
+        try:
+            trap.handle(vmm, g, event)
+        except NotImplementedError:
+            if not watch.calls:
+                raise  # handle itself is still the stub: "not written yet"
+            raised = ["NotImplementedError", "(a handler is not written yet)"]
+        except Exception as e:  # noqa: BLE001 - reported: the grader judges it
+            raised = [type(e).__name__, str(e)[:300]]
+    return {"calls": watch.calls, "raised": raised, "injected": injected}
 
 
 def _fault_or_state(fn: Any, g: Any) -> dict:
@@ -406,14 +493,19 @@ def probe_reflect(a: dict) -> dict:
 
 
 def probe_emulate(a: dict) -> dict:
+    """emulate on a virtual CPU; which of the VMM's translation hooks it called, seen from the
+    hooks' side (their bodies do not run: under shadow paging they would run shadow-flush,
+    another part)."""
     from vmm import trap
+    from vmm.monitor import VMM
     vmm, g = _vcpu_guest(state=a["state"])
-    calls: list = []
-    vmm.guest_sfence = _Recorder(calls, "guest_sfence", vmm.guest_sfence)
-    vmm.guest_translation_changed = _Recorder(calls, "guest_translation_changed",
-                                              vmm.guest_translation_changed)
-    out = _fault_or_state(lambda: trap.emulate(vmm, g, a["bits"]), g)
-    out["calls"] = calls
+    watch = _Watch({"guest_sfence": VMM.guest_sfence,
+                    "guest_translation_changed": VMM.guest_translation_changed})
+    with watch:
+        for name in watch.functions:
+            watch.replace(name, "    return None")
+        out = _fault_or_state(lambda: trap.emulate(vmm, g, a["bits"]), g)
+    out["calls"] = [c[:2] for c in watch.calls]
     return out
 
 
@@ -435,31 +527,31 @@ def probe_wfi(a: dict) -> dict:
     return _fault_or_state(lambda: trap.emulate_wfi(vmm, g), g)
 
 
-class _ScriptedChannels:
-    """Stands in for vmm.channels in the hypercall probe: records each call and gives the
-    scripted answer, so that the hypercall part is graded without the ipc part."""
+def _scripted_channels(answer: Any) -> Any:
+    """vmm.channels in the hypercall probe: the handout's Channels (every field and method),
+    whose send and receive record each call and give the scripted answer, so that the
+    hypercall part is graded without the ipc part."""
+    from vmm import channels
 
-    def __init__(self, answer: Any) -> None:
-        self.answer, self.calls = answer, []
+    class ScriptedChannels(channels.Channels):
+        # the parameters are named as Channels' own: a hypercall may pass them by name
+        def send(self, guest: Any, cid: int, buf: int, length: int) -> Any:
+            return self._answer(0, cid, buf, length)
 
-    # the parameters are named as Channels' own: a hypercall may pass them by name
-    def send(self, guest: Any, cid: int, buf: int, length: int) -> Any:
-        return self._answer(0, cid, buf, length)
+        def receive(self, guest: Any, cid: int, buf: int, size: int) -> Any:
+            return self._answer(1, cid, buf, size)
 
-    def receive(self, guest: Any, cid: int, buf: int, size: int) -> Any:
-        return self._answer(1, cid, buf, size)
+        def _answer(self, fid: int, cid: int, buf: int, size: int) -> Any:
+            self.calls.append([fid, cid, buf, size])
+            if answer == "blocked":
+                return channels.BLOCKED
+            if answer == "bad-buffer":
+                raise channels.BadBuffer(f"buffer {buf:#x}+{size} (scripted)")
+            return tuple(answer)
 
-    def peers(self, guest: Any) -> list:
-        return []  # stop_guest wakes the stopped guest's peers: there are none here
-
-    def _answer(self, fid: int, cid: int, buf: int, size: int) -> Any:
-        from vmm import channels
-        self.calls.append([fid, cid, buf, size])
-        if self.answer == "blocked":
-            return channels.BLOCKED
-        if self.answer == "bad-buffer":
-            raise channels.BadBuffer(f"buffer {buf:#x}+{size} (scripted)")
-        return tuple(self.answer)
+    scripted = ScriptedChannels(wake=lambda g: None)
+    scripted.calls = []
+    return scripted
 
 
 def probe_hypercall(a: dict) -> dict:
@@ -468,7 +560,7 @@ def probe_hypercall(a: dict) -> dict:
     vmm, g = _vcpu_guest(state=a["state"])
     for gpa, data in a.get("memory", []):
         g.mem.write(gpa, bytes.fromhex(data))
-    real, scripted = vmm.channels, _ScriptedChannels(a.get("ipc_answer"))
+    real, scripted = vmm.channels, _scripted_channels(a.get("ipc_answer"))
     vmm.channels = scripted
     try:
         out = _fault_or_state(lambda: hypercalls.hypercall(vmm, g), g)
@@ -483,98 +575,81 @@ def probe_hypercall(a: dict) -> dict:
 
 # ----- IPC ------------------------------------------------------------------------------------
 
-class _Memory:
-    """Guest-physical RAM [base, base+size) as a bytearray: what Channels sees of a guest."""
-
-    def __init__(self, base: int, size: int) -> None:
-        self.base, self.data = base, bytearray(size)
-
-    def contains(self, gpa: int, n: int = 1) -> bool:
-        return n >= 0 and self.base <= gpa and gpa + n <= self.base + len(self.data)
-
-    def read(self, gpa: int, n: int) -> bytes:
-        return bytes(self.data[gpa - self.base:gpa - self.base + n])
-
-    def write(self, gpa: int, data: bytes) -> None:
-        if not self.contains(gpa, len(data)):
-            raise IndexError(f"write outside guest RAM at {gpa:#x}+{len(data)}")
-        self.data[gpa - self.base:gpa - self.base + len(data)] = data
-
-
-RUNNABLE, BLOCKED, STOPPED = "runnable", "blocked", "stopped"  # as vmm/guest.py's
-
-
-class _Guest:
-    """What Channels sees of a guest, as vmm/guest.py's Guest has it: gid, name, mem, state
-    and running; a solution may read any of them (e.g. wake only a guest that is blocked)."""
-
-    def __init__(self, gid: int, base: int, size: int) -> None:
-        self.gid, self.name, self.mem = gid, f"g{gid}", _Memory(base, size)
-        self.state = RUNNABLE
-        self.woken = 0  # times a wake-up found it blocked and made it runnable
-        self.waits: tuple[str, int] | None = None  # the call it blocked in: (op, channel)
-
-    @property
-    def running(self) -> bool:
-        return self.state != STOPPED
-
-
-def _wake(g: _Guest) -> None:
-    """The VMM's wake: a blocked guest becomes runnable; any other is left alone."""
-    if g.state == BLOCKED:
-        g.state = RUNNABLE
-        g.woken += 1
-
-
-def _retry_woken(guests: list[_Guest]) -> None:
-    """A woken guest retries its call at once, as on the VMM: if it would still have to wait
-    (woken for another channel's sake), it is blocked again; else it is free."""
-    queues = SESSION["queues"]
-    for g in guests:
-        if g.state != RUNNABLE or g.waits is None:
-            continue
-        op, cid = g.waits
-        q = queues.get(cid)
-        waits = q is not None and (q.empty() and q.sender.running if op == "receive"
-                                   else q.full() and q.receiver.running)
-        if waits:
-            g.state = BLOCKED
-        else:
-            g.waits = None
-
-
-class ReferenceQueue:
-    """A plain bounded FIFO standing in for the student's Channel, so that the ipc part is
-    graded on its own: the bounded-buffer part has its own test."""
-
-    def __init__(self, cid: int, capacity: int, sender: Any, receiver: Any) -> None:
-        self.cid, self.capacity, self.sender, self.receiver = cid, capacity, sender, receiver
-        self.q: deque[bytes] = deque()
-        self.head = 0
-
-    def full(self) -> bool:
-        return len(self.q) >= self.capacity
-
-    def empty(self) -> bool:
-        return not self.q
-
-    def put(self, message: bytes) -> None:
-        self.q.append(message)
-
-    def take(self) -> bytes:
-        return self.q.popleft()
-
-    @property
-    def slots(self) -> list[bytes | None]:
-        """The ring as the given Channel lays it out, oldest at `head` (= 0)."""
-        return [*self.q, *[None] * (self.capacity - len(self.q))]
-
-    @property
-    def count(self) -> int:
-        return len(self.q)
-
+# The ipc part runs the student's Channels over the handout's own collaborators: guests that are
+# vmm/guest.py's Guest (every documented field, `waiting_on` included), with vmm/guestmem.py's
+# GuestMemory over a real machine (host frames, `host_address`, reads at their real cost), and
+# channels of the handout's Channel class. Only the ring operations of each channel are the
+# grader's (the bounded-buffer part has a test of its own): its class becomes a subclass of the
+# student's Channel that overrides full, empty, put and take and nothing else.
 
 SESSION: dict[str, Any] = {}
+_HOST: dict[str, Any] = {}  # one machine for every session: a session takes fresh frames
+
+
+def _reference_channel(channel_class: type) -> type:
+    """The student's Channel with the ring operations of the reference, on the same fields
+    (slots, head, count), so that a Channels that reads them sees what the contract says."""
+    class ReferenceChannel(channel_class):  # type: ignore[misc, valid-type]
+        def full(self) -> bool:
+            return self.count == self.capacity
+
+        def empty(self) -> bool:
+            return self.count == 0
+
+        def put(self, message: bytes) -> None:
+            self.slots[(self.head + self.count) % self.capacity] = message
+            self.count += 1
+
+        def take(self) -> bytes:
+            message = self.slots[self.head]
+            self.slots[self.head] = None
+            self.head, self.count = (self.head + 1) % self.capacity, self.count - 1
+            return message
+
+    ReferenceChannel.__name__ = ReferenceChannel.__qualname__ = channel_class.__name__
+    return ReferenceChannel
+
+
+def _guests(n: int, size: int) -> list:
+    """`n` guests of `size` bytes of RAM each, as the VMM makes them (without a program)."""
+    from machine import Machine
+    from vmm.frames import FrameAllocator
+    from vmm.guest import Guest
+    from vmm.guestmem import GuestMemory
+    from vmm.vcpu import VirtualCPU
+    if "machine" not in _HOST:
+        _HOST["machine"] = Machine(ram_size=4 << 20)
+    machine = _HOST["machine"]
+    frames = FrameAllocator(4 << 20, 1 << 20)  # the same frames, handed out afresh, zeroed
+    return [Guest(i, f"g{i}", VirtualCPU(), GuestMemory(f"g{i}", size, frames, machine),
+                  "shadow") for i in range(n)]
+
+
+def _wake(g: Any) -> None:
+    """The VMM's wake (monitor.py): a blocked guest becomes runnable; any other is left alone.
+    Counted, so that the grader sees who was woken."""
+    from vmm.guest import BLOCKED, RUNNABLE
+    if g.state == BLOCKED:
+        g.state = RUNNABLE
+        SESSION["woken"][g.gid] += 1
+
+
+def _retry_woken(guests: list) -> None:
+    """A woken guest retries its call at once, as on the VMM: if it would still have to wait
+    (woken for another channel's sake), it is blocked again; else it is free."""
+    from vmm.guest import BLOCKED, RUNNABLE
+    queues, waits = SESSION["queues"], SESSION["waits"]
+    for g in guests:
+        if g.state != RUNNABLE or waits.get(g.gid) is None:
+            continue
+        op, cid = waits[g.gid]
+        q = queues.get(cid)
+        again = q is not None and (q.empty() and q.sender.running if op == "receive"
+                                   else q.full() and q.receiver.running)
+        if again:
+            g.state = BLOCKED
+        else:
+            waits[g.gid] = None
 
 
 def probe_ring(a: dict) -> dict:
@@ -587,43 +662,47 @@ def probe_ring(a: dict) -> dict:
             ch.put(bytes.fromhex(arg))
             out.append(None)
         elif op == "take":
-            out.append(ch.take().hex())
+            taken = ch.take()
+            out.append(taken.hex() if isinstance(taken, bytes | bytearray) else repr(taken))
         else:
-            out.append(bool(getattr(ch, op)()))
+            answer = getattr(ch, op)()
+            out.append(answer if isinstance(answer, bool) else repr(answer))
     return {"results": out}
 
 
 def probe_ipc_start(a: dict) -> dict:
     from vmm import channels
     SESSION.clear()
-    SESSION["saved"] = channels.Channel
-    channels.Channel = ReferenceQueue
-    try:
-        guests = [_Guest(i, a["base"], a["size"]) for i in range(a["guests"])]
-        chans = channels.Channels(wake=_wake)
-        ids = [chans.connect(guests[s], guests[r], cap) for s, r, cap in a["pairs"]]
-    finally:
-        channels.Channel = SESSION["saved"]
+    guests = _guests(a["guests"], a["size"])
+    SESSION.update(woken=[0] * len(guests), waits={})
+    chans = channels.Channels(wake=_wake)
+    ids = [chans.connect(guests[s], guests[r], cap) for s, r, cap in a["pairs"]]
+    classes: dict[type, type] = {}
+    for ch in chans.table.values():
+        if isinstance(ch, channels.Channel):
+            cls = type(ch)
+            ch.__class__ = classes.setdefault(cls, _reference_channel(cls))
     SESSION.update(guests=guests, channels=chans, queues=dict(chans.table))
     return {"ids": ids}
 
 
 def _ipc_operation(a: dict) -> dict:
     """One send, receive or death in the running IPC session."""
+    from machine import Stop
     from vmm import channels
-    guests, chans = SESSION["guests"], SESSION["channels"]
+    from vmm.guest import BLOCKED, RUNNABLE, STOPPED
+    guests, chans, waits = SESSION["guests"], SESSION["channels"], SESSION["waits"]
     g = guests[a["guest"]]
     if a["op"] == "kill":
         # as the VMM's stop_guest: whoever waits on it is woken, to find it gone
-        g.state, g.waits = STOPPED, None
+        g.state, g.stop, waits[g.gid] = STOPPED, Stop("killed", "the grader stopped it"), None
         for peer in chans.peers(g):
             _wake(peer)
         _retry_woken(guests)
-        return {"result": None, "woken": [x.woken for x in guests]}
-    g.state, g.waits = RUNNABLE, None  # it makes a call, so it runs
+        return {"result": None, "woken": list(SESSION["woken"])}
+    g.state, waits[g.gid] = RUNNABLE, None  # it makes a call, so it runs
     if a["op"] == "send" and g.mem.contains(a["buf"], a["size"]):
         g.mem.write(a["buf"], bytes.fromhex(a["payload"]))
-    channels.Channel = ReferenceQueue
     try:
         if a["op"] == "send":
             result = chans.send(g, a["cid"], a["buf"], a["size"])
@@ -631,17 +710,17 @@ def _ipc_operation(a: dict) -> dict:
             result = chans.receive(g, a["cid"], a["buf"], a["size"])
     except channels.BadBuffer:
         result = "bad-buffer"
-    finally:
-        channels.Channel = SESSION["saved"]
     if result is channels.BLOCKED:
         result = "blocked"
-        g.state, g.waits = BLOCKED, (a["op"], a["cid"])  # as the VMM's block
+        g.state, waits[g.gid] = BLOCKED, (a["op"], a["cid"])  # as the VMM's block
     elif isinstance(result, tuple):
         result = list(result)
-    data = g.mem.read(a["buf"], a["size"]).hex() if a["op"] == "receive" and g.mem.contains(
-        a["buf"], a["size"]) else None
+    elif result != "bad-buffer":
+        result = repr(result)[:100]  # not an answer: shown as it is, never taken for one
+    data = g.mem.read(a["buf"], min(a["size"], 256)).hex() if a["op"] == "receive" and \
+        g.mem.contains(a["buf"], a["size"]) else None  # a message is at most 256 bytes
     _retry_woken(guests)
-    return {"result": result, "data": data, "woken": [x.woken for x in guests]}
+    return {"result": result, "data": data, "woken": list(SESSION["woken"])}
 
 
 def probe_ipc_batch(a: dict) -> dict:

@@ -27,7 +27,8 @@ def hypercall(vmm: VMM, guest: Guest) -> None:
     """Serve the SBI call the guest kernel made at its pc (a7 = extension, a6 = function,
     arguments in a0..a2), exactly as the bare machine's firmware would, then return past the
     ecall (an SBI call counts as one retired instruction). A call that must wait (IPC) leaves
-    the pc on the ecall and blocks the guest; one that stops the guest stops it.
+    the pc on the ecall, retires nothing and blocks the guest; one that stops the guest stops
+    it.
 
     Hint: the guest's console, timer and memory are guest.console, guest.vcpu.stimecmp and
     guest.mem; guest-physical addresses must be checked with guest.mem.contains."""

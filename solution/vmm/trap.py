@@ -48,7 +48,10 @@ def handle(vmm: VMM, guest: Guest, event: TrapEvent) -> None:
     and every fault the guest's own hardware would raise go to the guest kernel (`reflect`);
     an ecall from the guest kernel is a hypercall; an illegal instruction from the guest
     kernel may be a privileged instruction to emulate; page faults may be hidden (the VMM's
-    business) or true (the guest's).
+    business) or true (the guest's). Call the handler LAB.md's table names for each trap; a
+    counter read by the guest's user mode that its kernel's scounteren allows goes to
+    emulate_counter_read, and anything the guest's hardware would refuse may be reflected at
+    once. A GuestFault raised by a handler is the guest's: reflect it.
 
     Hint: event.cause and event.tval are what the hardware wrote into scause and stval; for an
     illegal instruction, stval holds the instruction's bits."""
@@ -75,9 +78,10 @@ def handle(vmm: VMM, guest: Guest, event: TrapEvent) -> None:
 # BEGIN STUDENT PART reflect
 def reflect(vmm: VMM, guest: Guest, cause: int, tval: int) -> None:
     """Deliver a trap to the guest kernel exactly as the guest's hardware would: sepc, scause,
-    stval, and sstatus's SPP, SPIE and SIE, then virtual S-mode at the guest's stvec. A fetch
-    fault at the guest's trap vector right after a trap means it has nowhere to go: stop the
-    guest ("fatal-trap"), as the bare machine stops.
+    stval, and sstatus's SPP, SPIE and SIE, then virtual S-mode at the guest's stvec, with
+    vcpu.trap_entry set (a trap was just taken). A fetch fault at the guest's trap vector right
+    after a trap means it has nowhere to go: stop the guest ("fatal-trap"), as the bare machine
+    stops.
 
     Hint: the bare machine's Hart.take_trap does this to real CSRs."""
     v = guest.vcpu
@@ -102,8 +106,9 @@ def reflect(vmm: VMM, guest: Guest, cause: int, tval: int) -> None:
 def emulate(vmm: VMM, guest: Guest, bits: int) -> None:
     """Emulate the privileged instruction `bits` that the guest kernel executed: a CSR
     instruction, sret, wfi or sfence.vma. Anything else is illegal for the guest too (raise
-    GuestFault). An emulated instruction retires: it advances the guest's instret, and its pc
-    unless it is a jump (sret).
+    GuestFault), and so are the hypervisor CSRs and hfence, which are not virtualized. An
+    emulated instruction retires: it advances the guest's instret, and its pc unless it is a
+    jump (sret), and clears vcpu.trap_entry.
 
     Hint: machine.decode.decode(bits) names the instruction; the bare machine's
     machine/execute.py shows what each one does to a real hart."""
@@ -164,7 +169,9 @@ def emulate_csr(vmm: VMM, guest: Guest, op: str, rd: int, rs1: int, num: int,
 # BEGIN STUDENT PART counter-read
 def emulate_counter_read(guest: Guest, bits: int) -> None:
     """The guest's user mode read a counter (the VMM keeps the real ones from guests): allowed
-    when the guest kernel's scounteren says so, illegal otherwise, as on the guest's hardware.
+    when the guest kernel's scounteren says so, and then it retires as an emulated instruction
+    does; anything else (a read scounteren forbids, a write, another instruction) is illegal,
+    as on the guest's hardware: raise GuestFault(ILLEGAL_INSN, bits).
 
     Hint: the same checks as emulate_csr, with the guest in virtual U-mode; anything that is
     not a counter read is an illegal instruction for the guest too."""

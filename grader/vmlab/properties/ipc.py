@@ -87,10 +87,19 @@ register(Property(
 KINDS = ("send", "receive", "fill", "drain", "hostile_buffer", "kill", "to_a_dead_peer")
 CHANNEL_PICKS = 10  # 0-7 an existing channel (modulo their number), 8 and 9 ids never given out
 WHO_PICKS = 3 * GUESTS  # 0-2 any guest, whether granted or not; 3-8 the channel's grantee
-SEND_SIZES = (0, 1, 2, 8, 9, 64, MAX_MESSAGE, MAX_MESSAGE + 1)  # either side of each buffer size
+# either side of each buffer size, and far beyond a message (a send must refuse the length
+# before it touches the buffer: copying 4 GiB first takes the VMM minutes)
+SEND_SIZES = (0, 1, 2, 8, 9, 64, MAX_MESSAGE, MAX_MESSAGE + 1, 0x1_0000, 0x8000_0000,
+              0xFFFF_FFFF)
+RELEASE_SIZES = SEND_SIZES[1:7]  # a message that lets a waiting receiver go on: 1 to 256 bytes
 WHERE_PICKS = 8  # the sender's buffer: from the start of its RAM to flush with its end
-RECEIVE_SIZES = (0, 1, 8, MAX_MESSAGE, MAX_MESSAGE)
-OUTSIDE = (BASE - 4, BASE + SIZE - 2, 0, 0xFFFF_FFF0)  # buffers not (wholly) in the guest's RAM
+RECEIVE_SIZES = (0, 1, 8, MAX_MESSAGE, MAX_MESSAGE, SIZE)  # SIZE: all its RAM, a valid buffer
+# buffers not (wholly) in the guest's RAM, (address, length): below it, across its end, nowhere
+# near, and wrapping past 2^32 back into it (a check on 32-bit sums lets those through)
+OUTSIDE = ((BASE - 4, 8), (BASE + SIZE - 2, 8), (0, 8), (0xFFFF_FFF0, 8),
+           (0xFFFF_FF80, MAX_MESSAGE), (0xFFFF_FFF0, 0x8000_0020))
+OUTSIDE_RECEIVES = OUTSIDE + ((BASE, 0xFFFF_FFFF), (BASE + 0x1000, SIZE))  # sizes of any length
+OUTSIDE_SENDS = tuple((b, n) for b, n in OUTSIDE if n <= MAX_MESSAGE)  # longer ones are -3
 ARGS = CHANNEL_PICKS * WHO_PICKS * len(SEND_SIZES) * WHERE_PICKS  # the most a kind decodes
 PAIRS = st.lists(st.integers(0, GUESTS * GUESTS * 4 - 1), min_size=1, max_size=4)
 LEFT_OUT = st.integers(0, 2 ** (len(KINDS) + 1) - 1)  # a bit per kind, and one for "none"
@@ -208,8 +217,8 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
                 return self._release(g, size)
             if not self.alive[g]:
                 return
-            payload = self._message(size)
-            buf = BASE + min(where, SIZE - size)
+            payload = self._message(size) if size <= SIZE else b""
+            buf = BASE + (min(where, SIZE - size) if size <= SIZE else where % SIZE)
             shown = f" {payload[:8].hex()}{'…' if size > 8 else ''}" if payload else ""
             self.history.append(f"g{g}: send({cid}, {size} bytes{shown})")
             end = self.ends.get(cid)
@@ -300,7 +309,7 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
             if op == "send" and receiver not in self.blocked:
                 self._receive_with_room(c, GUESTS, size % 2)
             elif op == "receive" and sender not in self.blocked:
-                self._send(c, GUESTS, SEND_SIZES[1 + size % (len(SEND_SIZES) - 2)], SIZE)
+                self._send(c, GUESTS, RELEASE_SIZES[size % len(RELEASE_SIZES)], SIZE)
 
         def fill(self, arg: int) -> None:
             """Send until the channel is full; then, mostly, once more, so that the sender
@@ -331,20 +340,23 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
         def hostile_buffer(self, arg: int) -> None:
             """A guest passes a buffer not wholly in its RAM: the VMM must refuse it."""
             arg, g = divmod(arg, GUESTS)
-            op, outside = ("send", "receive")[arg % 2], OUTSIDE[arg // 2 % len(OUTSIDE)]
+            op = ("send", "receive")[arg % 2]
+            choices = OUTSIDE_SENDS if op == "send" else OUTSIDE_RECEIVES
+            outside, length = choices[arg // 2 % len(choices)]
             for cid, (s, r, _) in self.ends.items():
                 mine = s == g and self.alive[r] if op == "send" else r == g
                 if not self.alive[g] or g in self.blocked or not mine:
                     continue
-                self.history.append(f"g{g}: {op}({cid}, buffer at {outside:#x}, 8 bytes)")
+                self.history.append(f"g{g}: {op}({cid}, buffer at {outside:#x}, {length:#x} "
+                                    "bytes)")
 
                 def check(got: dict, op: str = op) -> None:
                     if got["result"] != "bad-buffer":
                         self._fail(f"{op} with a buffer outside the guest's memory was answered "
                                    f"{got['result']!r}; it must raise BadBuffer (the guest is "
                                    "attacking the VMM)")
-                self._call({"op": op, "guest": g, "cid": cid, "buf": outside, "size": 8,
-                            "payload": "00" * 8}, check)
+                self._call({"op": op, "guest": g, "cid": cid, "buf": outside,
+                            "size": length, "payload": ""}, check)
                 return
 
         def kill(self, arg: int) -> None:

@@ -46,6 +46,10 @@ CAUSE_NAMES = {0: "instruction address misaligned", 1: "instruction access fault
 # a nonexistent one); the hypervisor CSRs are left out: the VMM does not virtualize them
 EMULATED_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x14D, 0x15D,
                  0x180, 0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82, 0x300, 0x305, 0x5C0, 0x7C0)
+# LAB.md: the hypervisor CSRs and hfence are not virtualized: illegal for the guest, although
+# its bare hardware (which has the H extension) runs them in S-mode
+HYPERVISOR_CSRS = (0x600, 0x643, 0x64A, 0x680, 0x200, 0x280)
+HFENCES = (0x2200_0073, 0x6200_0073, 0x22B5_0073)  # hfence.vvma, hfence.gvma, vvma a0, a1
 USED_REGS = (1, 5, 10, 11, 12, 31)
 TRANSLATION_CSRS = (0x100, 0x180)  # sstatus (SUM, MXR) and satp: the shadows depend on them
 SUM_MXR = SSTATUS_SUM | SSTATUS_MXR  # the sstatus bits the shadows depend on
@@ -83,11 +87,16 @@ def hart_state(m: Any) -> dict:
     out = {name: int(getattr(h, name)) for name in FIELDS}
     out["pc"] = h.pc
     out["regs"] = list(h.x)
+    out["trap_entry"] = bool(h.trap_entry)
     return out
 
 
-def compare_cpu(expected: dict, actual: dict, example: str | Callable[[], str]) -> None:
-    diff = first_difference(expected, actual, FIELDS)
+def compare_cpu(expected: dict, actual: dict, example: str | Callable[[], str],
+                trap_entry: bool = True) -> None:
+    """The virtual CPU against the bare hart: FIELDS, then `trap_entry` (a trap was just taken
+    and nothing retired since: reflect sets it, a retired instruction clears it; not for a
+    handler that is not given the whole instruction, such as emulate_sret), then registers."""
+    diff = first_difference(expected, actual, FIELDS + ["trap_entry"] * trap_entry)
     if diff is None:
         for i, (e, a) in enumerate(zip(expected["regs"], actual["regs"], strict=True)):
             if e != a:
@@ -133,6 +142,23 @@ def csr_instructions(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
                      st.sampled_from((0, 0, 1, 5, 31)), st.sampled_from(csrs))
 
 
+def csr_swaps(csrs: tuple[int, ...]) -> st.SearchStrategy[int]:
+    """A CSR instruction whose destination is also its source, as in the stack swap every trap
+    handler starts with (`csrrw sp, sscratch, sp`): the old value must be read before the
+    register is."""
+    return st.builds(lambda op, r, num: encode(op, r, r, imm=num),
+                     st.sampled_from(("csrrw", "csrrs", "csrrc")), st.sampled_from(USED_REGS),
+                     st.sampled_from(csrs))
+
+
+def not_virtualized(bits: int) -> bool:
+    """A hypervisor CSR access or an hfence: illegal for a guest (LAB.md), whatever its bare
+    hardware does with it."""
+    return (bits & 0x7F == 0x73 and (bits >> 12) & 7 not in (0, 4)
+            and bits >> 20 in HYPERVISOR_CSRS) or bits & 0xFE00_7FFF in (0x2200_0073,
+                                                                        0x6200_0073)
+
+
 def describe_state(state: dict) -> str:
     """The virtual CPU by name, in hex: the fields that are not zero, one a row, then the
     names of those that are."""
@@ -169,13 +195,18 @@ def disassemble(bits: int) -> str:
 # illegal instructions three times: they have the most routes (emulate, counter read, reflect)
 DISPATCH_CAUSES = (0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 8, 12, 13, 15, 20, 21, 23)
 PRIVILEGED = st.one_of(csr_instructions(EMULATED_CSRS),
-                       st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)))
+                       st.sampled_from((FIXED["sret"], FIXED["wfi"], 0x1200_0073)),
+                       csr_instructions(HYPERVISOR_CSRS), st.sampled_from(HFENCES))
+# A counter read's destination: x0 often (a read that discards its value is still a read)
+COUNTER_RDS = (0, 0, 0, 1, 5, 10, 31)
 # from user mode, half of them counter reads: the one kind its kernel may allow, so the one a
 # VMM may not reflect without asking emulate_counter_read
 COUNTER_READS = st.builds(lambda op, rd, num: encode(op, rd, 0, imm=num),
                           st.sampled_from(("csrrs", "csrrc", "csrrsi", "csrrci")),
-                          st.integers(0, 31), st.sampled_from(COUNTER_CSRS))
+                          st.sampled_from(COUNTER_RDS), st.sampled_from(COUNTER_CSRS))
 USER_PRIVILEGED = st.one_of(COUNTER_READS, PRIVILEGED)
+# the guest kernel's scounteren: all counters allowed, one, two, or none
+SCOUNTERENS = (7, 7, 0, 1, 2, 4, 3, 5, 6)
 
 
 _RAISES = st.sampled_from((None, None, [2, 0x3020_0073], [13, 0x1234_5678]))
@@ -190,70 +221,99 @@ def dispatch_examples(draw: st.DrawFn) -> dict:
     # stval as the hardware writes it: the instruction, 0 for an ecall, the pc for ebreak
     tval = draw(PRIVILEGED if vmode == S else USER_PRIVILEGED) if cause == 2 else 0 \
         if cause == 8 else TRAP_PC if cause == 3 else draw(st.integers(0, M32))
-    # the handler it goes to raises GuestFault (a hypercall never does: the SBI answers all)
-    raises = None if cause == 8 and vmode == S else draw(_RAISES)
-    return {"paging": paging, "cause": cause, "tval": tval, "vmode": vmode,
-            "gpa": draw(st.integers(0, (1 << 34) - 1)) if cause >= 20 else 0, "raises": raises}
+    a = {"paging": paging, "cause": cause, "tval": tval, "vmode": vmode,
+         "scounteren": draw(sampled(SCOUNTERENS)),
+         "gpa": draw(st.integers(0, (1 << 34) - 1)) if cause >= 20 else 0}
+    # the handler the table routes it to raises GuestFault instead of running (a hypercall
+    # never does: the SBI answers all; reflect is where a fault goes, not where it comes from)
+    raiser = routes(a)[0][0]
+    raises = None if raiser in ("hypercall", "reflect") else draw(_RAISES)
+    return {**a, "raiser": raiser if raises else None, "raises": raises}
 
 
-def expected_route(a: dict) -> list:
-    """The calls `handle` makes, by LAB.md's table (section 3)."""
+def routes(a: dict) -> list[list]:
+    """The calls `handle` may make first, by LAB.md's table (section 3): [name, its integer
+    arguments]. The table's own route comes first."""
     cause, tval, vmode = a["cause"], a["tval"], a["vmode"]
     access = {12: 0, 13: 1, 15: 2, 20: 0, 21: 1, 23: 2}
+    reflected = ["reflect", [cause, tval]]
     if cause == 8 and vmode == S:
-        first = ["hypercall", []]
-    elif cause == 2 and vmode == S:
-        first = ["emulate", [tval]]
-    elif cause == 2:
-        first = ["emulate_counter_read", [tval]]
-    elif cause in (12, 13, 15) and a["paging"] == "shadow":
-        first = ["hidden_fault", [tval, access[cause]]]
-    elif cause in (20, 21, 23):
-        first = ["guest_page_fault", [tval, a["gpa"], access[cause]]]
-    else:
-        return [["reflect", [cause, tval]]]
-    if a["raises"] is not None:
-        return [first, ["reflect", a["raises"]]]
-    return [first]
-
-
-def also_right(a: dict, calls: list) -> bool:
-    """Whether `calls`, not the table's, does the same for the guest: an instruction that the
-    guest's hardware refuses in that mode whatever its kernel allows, reflected at once (the
-    handler would only have raised GuestFault for it)."""
-    return a["cause"] == 2 and calls == [["reflect", [2, a["tval"]]]] and \
-        illegal_whatever_the_state(a["tval"], a["vmode"])
+        return [["hypercall", []]]
+    if cause == 2 and vmode == S:
+        # an instruction the guest's hardware refuses in S-mode whatever its CSRs: reflected at
+        # once, it gets what emulate would only have raised
+        return [["emulate", [tval]]] + ([reflected] if illegal_whatever_the_state(
+            tval, S) or not_virtualized(tval) else [])
+    if cause == 2:
+        # LAB.md: a counter read the guest kernel's scounteren allows goes to
+        # emulate_counter_read; anything else is reflected, at once or by its GuestFault
+        allowed = not illegal_in(tval, U, a.get("scounteren", 0))
+        return [["emulate_counter_read", [tval]]] + ([] if allowed else [reflected])
+    if cause in (12, 13, 15) and a["paging"] == "shadow":
+        return [["hidden_fault", [tval, access[cause]]]]
+    if cause in (20, 21, 23):
+        return [["guest_page_fault", [tval, a["gpa"], access[cause]]]]
+    return [reflected]
 
 
 def illegal_whatever_the_state(bits: int, mode: int) -> bool:
     """The guest's hardware refuses `bits` in `mode` even with every counter enabled (the one
     thing its kernel's CSRs decide for an instruction here)."""
-    state = {"csrs": [[CSR["scounteren"], M32]], "regs": [0] * 32, "mode": mode, "pc": PC}
+    return illegal_in(bits, mode, M32)
+
+
+def illegal_in(bits: int, mode: int, scounteren: int) -> bool:
+    """The guest's hardware refuses `bits` in `mode` with that scounteren."""
+    state = {"csrs": [[CSR["scounteren"], scounteren]], "regs": [0] * 32, "mode": mode,
+             "pc": PC}
     _, trap, _ = step_bare(state, bits)
     return trap is not None and trap[0] == 2
 
 
+def _show(calls: list) -> str:
+    return " then ".join(f"`{c[0]}({', '.join(hex(x) for x in c[1])})`" for c in calls) \
+        or "nothing"
+
+
 def check_dispatch(a: dict, worker: Any) -> None:
-    calls = worker.call("dispatch", a)["calls"]
-    want = expected_route(a)
-    if calls != want and not also_right(a, calls):
-        def show(cs: list) -> str:
-            return " then ".join(f"`{n}({', '.join(hex(x) for x in args)})`" for n, args in cs) \
-                or "nothing"
-        raise Counterexample(f"the trap went to {show(calls)}; it should go to {show(want)}",
-                             describe_dispatch(a))
+    got = worker.call("dispatch", a)
+    calls, raised = got["calls"], got.get("raised")
+    example = partial(describe_dispatch, a, got.get("injected", True))
+    firsts = routes(a)
+    escaped = f" (`handle` raised {raised[0]}: {raised[1]})" if raised else ""
+    if not calls or calls[0][:2] not in firsts:
+        raise Counterexample(f"the trap went to {_show(calls[:2])}{escaped}; it should go to "
+                             + " or ".join(_show([f]) for f in firsts), example)
+    first, outcome, rest = calls[0], calls[0][2], calls[1:]
+    if outcome[0] == "error":
+        return  # the handler failed (another part, not written yet?): the route is all there is
+    if first[0] == "reflect" or outcome == ["returned"]:
+        if rest:
+            raise Counterexample(f"`{first[0]}` did the work and returned, yet `handle` went "
+                                 f"on to {_show(rest)}", example)
+        if raised:
+            raise Counterexample(f"`{first[0]}` returned, yet `handle` raised {raised[0]}: "
+                                 f"{raised[1]}", example)
+    elif outcome[0] == "fault":
+        want = ["reflect", outcome[1:]]
+        if [c[:2] for c in rest] != [want]:
+            raise Counterexample(
+                f"`{first[0]}` raised `GuestFault({outcome[1]}, {outcome[2]:#x})`: the fault is "
+                f"the guest's, and `handle` must reflect it, {_show([want])}; it went on to "
+                f"{_show(rest)}{escaped}", example)
 
 
-def describe_dispatch(a: dict) -> str:
+def describe_dispatch(a: dict, injected: bool = True) -> str:
     text = (f"A trap with cause {a['cause']} ({CAUSE_NAMES[a['cause']]}), stval "
             f"`{a['tval']:#010x}`, taken while the guest ran in virtual "
-            f"{'S' if a['vmode'] else 'U'}-mode under {a['paging']} paging")
+            f"{'S' if a['vmode'] else 'U'}-mode under {a['paging']} paging; the guest "
+            f"kernel's scounteren is `{a.get('scounteren', 0):#x}`")
     if a["cause"] == 2:
         text += f"; the instruction is `{disassemble(a['tval'])}`"
-    if a["raises"]:
-        text += (f". The handler it goes to raises `GuestFault({a['raises'][0]}, "
-                 f"{a['raises'][1]:#x})`")
-    return text + "."
+    if a["raises"] and injected:
+        text += (f". `{a['raiser']}` raises `GuestFault({a['raises'][0]}, "
+                 f"{a['raises'][1]:#x})` here instead of running")
+    return text + ". The handlers are the real ones: which ran is seen from their side."
 
 
 register(Property(
@@ -346,6 +406,8 @@ def sfences() -> st.SearchStrategy[int]:
                      st.integers(0, 31))
 
 
+SWAP_CSRS = (0x140, 0x140, 0x100, 0x105, 0x141, 0x143, 0x106, 0x180)  # all writable
+
 # The kind of instruction is the first choice, so that hypothesis varies it most; each kind a
 # bug could hide in has at least a tenth of the examples (hypothesis runs each fresh example with
 # a few mutations of it, so there are fewer independent draws than examples).
@@ -355,7 +417,10 @@ EMULATED_INSTRUCTIONS = st.one_of(
     csr_instructions(COUNTER_CSRS), csr_reads(EMULATED_CSRS),
     csr_reads(COUNTER_CSRS),  # a plain read of a read-only CSR: allowed
     sfences(), sfences(),
-    st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)))  # mret, dret
+    st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)),  # mret, dret
+    csr_swaps(SWAP_CSRS), csr_swaps(SWAP_CSRS),
+    csr_reads(HYPERVISOR_CSRS), csr_instructions(HYPERVISOR_CSRS),
+    st.sampled_from(HFENCES))
 
 
 @st.composite
@@ -363,11 +428,16 @@ def emulate_examples(draw: st.DrawFn) -> dict:
     bits = draw(EMULATED_INSTRUCTIONS)
     state = vcpu_state_from(RecordSource(draw), modes=(S,))
     rs1, funct3 = (bits >> 15) & 31, (bits >> 12) & 7
+    if bits & 0x7F == 0x73 and funct3 in (1, 2, 3) and rs1 and draw(st.integers(0, 3)) == 0:
+        bits = bits & ~(31 << 7) | rs1 << 7  # the destination is the source: a swap (a kind of
+        # its own too, but a few fresh draws a seed can miss a kind entirely)
     if bits >> 20 == 0x100 and rs1 and funct3 in (1, 2, 3):
         # a register operand that flips SUM or MXR: random values rarely reach bits 18 and 19
         state["regs"][rs1] = draw(sampled(SSTATUS_OPERANDS))
         if funct3 != 1:  # csrrs and csrrc change only what is not already so
             _sum_mxr_before(state, set_=funct3 == 3)
+    # right after a reflected trap, as the first instruction of a trap handler often is
+    state["fields"]["trap_entry"] = draw(st.booleans())
     return {"state": state, "bits": bits}
 
 
@@ -381,6 +451,8 @@ def _sum_mxr_before(state: dict, set_: bool) -> None:
 
 def _emulation(a: dict, probe: str, worker: Any) -> dict:
     m, trap, stop = step_bare(a["state"], a["bits"])
+    if not_virtualized(a["bits"]):
+        trap = (2, a["bits"])  # the guest's hardware has no H extension (LAB.md)
     got = worker.call(probe, a)
     example = partial(describe_instruction, a)
     if trap is not None:
@@ -430,15 +502,23 @@ register(Property(
 
 
 COUNTER_INSTRUCTIONS = st.one_of(
+    COUNTER_READS, COUNTER_READS,  # plain reads, into x0 too: what scounteren may allow
     csr_instructions(COUNTER_CSRS), csr_instructions(COUNTER_CSRS),
-    csr_instructions((0x100, 0x141, 0x180, 0x300)),
+    csr_instructions((0x100, 0x141, 0x180, 0x300, *HYPERVISOR_CSRS)),
     st.sampled_from((FIXED["sret"], FIXED["wfi"], 0xFFFF_FFFF)))
 
 
 @st.composite
 def counter_examples(draw: st.DrawFn) -> dict:
     bits = draw(COUNTER_INSTRUCTIONS)
-    return {"state": vcpu_state_from(RecordSource(draw), modes=(U,)), "bits": bits}
+    state = vcpu_state_from(RecordSource(draw), modes=(U,))
+    if draw(st.integers(0, 3)):
+        # the guest kernel allows this counter (random scounteren values allow one in two)
+        bit = 1 << ((bits >> 20) & 0x1F) if bits >> 20 in COUNTER_CSRS else 7
+        state["csrs"] = [[num, value | bit if num == CSR["scounteren"] else value]
+                         for num, value in state["csrs"]]
+    state["fields"]["trap_entry"] = draw(st.booleans())
+    return {"state": state, "bits": bits}
 
 
 def check_counter(a: dict, worker: Any) -> None:
@@ -476,7 +556,7 @@ def check_sret_wfi(a: dict, worker: Any) -> None:
         m = bare_machine(a["state"])
         m.hart.sret()
         got = worker.call("sret", a)
-        compare_cpu(hart_state(m), got["vcpu"], example)
+        compare_cpu(hart_state(m), got["vcpu"], example, trap_entry=False)
         return
     m = bare_machine(a["state"])
     h = m.hart
@@ -589,10 +669,12 @@ def check_hypercall(a: dict, worker: Any) -> None:
     if want is not None:
         return
     h = m.hart
-    expected = {"a0": h.x[10], "a1": h.x[11], "pc": h.pc, "stimecmp": h.stimecmp}
+    expected = {"a0": h.x[10], "a1": h.x[11], "pc": h.pc, "stimecmp": h.stimecmp,
+                "instret": h.instret}  # the ecall retires, as the firmware counts it
     actual = {"a0": got["vcpu"]["regs"][10], "a1": got["vcpu"]["regs"][11],
-              "pc": got["vcpu"]["pc"], "stimecmp": got["vcpu"]["stimecmp"]}
-    diff = first_difference(expected, actual, ["a0", "a1", "pc", "stimecmp"])
+              "pc": got["vcpu"]["pc"], "stimecmp": got["vcpu"]["stimecmp"],
+              "instret": got["vcpu"]["instret"]}
+    diff = first_difference(expected, actual, ["a0", "a1", "pc", "stimecmp", "instret"])
     if diff:
         raise Counterexample(diff, example)
 
@@ -611,22 +693,23 @@ def check_ipc_hypercall(a: dict, worker: Any) -> None:
         raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}; the SBI "
                              "answers every call", example)
     v, stop = got["vcpu"], (got.get("stop") or {}).get("reason")
-    fid = r[16]
+    fid, instret = r[16], state["fields"]["instret"]
     if fid not in (0, 1):
         expected: dict = {"channels called": [], "a0": ERR_NOT_SUPPORTED & M32, "pc": pc + 4,
-                          "stopped": None}
+                          "instret": instret + 1, "stopped": None}
     else:
         expected = {"channels called": [[fid, r[10], r[11], r[12]]], "stopped": None,
                     "blocked": answer == "blocked"}
         if answer == "bad-buffer":
             expected = {"channels called": expected["channels called"], "stopped": "killed"}
-        elif answer == "blocked":  # nothing moves: the woken guest retries the ecall
-            expected.update(pc=pc, a0=r[10], a1=r[11])
+        elif answer == "blocked":  # nothing moves, nothing retires: the woken guest retries
+            expected.update(pc=pc, a0=r[10], a1=r[11], instret=instret)
         else:
-            expected.update(pc=pc + 4, a0=answer[0] & M32, a1=answer[1] & M32)
+            expected.update(pc=pc + 4, a0=answer[0] & M32, a1=answer[1] & M32,
+                            instret=instret + 1)
     actual = {"channels called": got.get("ipc_calls"), "stopped": stop,
               "blocked": got.get("blocked"), "pc": v["pc"], "a0": v["regs"][10],
-              "a1": v["regs"][11]}
+              "a1": v["regs"][11], "instret": v["instret"]}
     diff = first_difference(expected, actual, list(expected))
     if diff:
         raise Counterexample(diff, example)

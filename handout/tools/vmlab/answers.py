@@ -25,7 +25,8 @@ VCPU_FIELDS = ("pc", "mode", "sstatus", "sie", "stvec", "scounteren", "sscratch"
                "scause", "stval", "satp", "stimecmp", "instret", "idle")
 VCPU = {"type": "object", "required": [*VCPU_FIELDS, "regs"],
         "properties": {**{f: INT for f in VCPU_FIELDS},
-                       "regs": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32}}}
+                       "regs": {"type": "array", "items": INT, "minItems": 32, "maxItems": 32},
+                       "trap_entry": {"type": "boolean"}}}
 DIGESTS = {"type": "object", "additionalProperties": TEXT}
 FAULT = {"anyOf": [{"type": "null"}, {"type": "array", "items": INT, "minItems": 2,
                                       "maxItems": 2}]}
@@ -55,7 +56,15 @@ SHAPES: dict[str, dict] = {
                       native=INT, attacker_instret=INT),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
     "flush": _obj(still_mapped={"type": "array", "items": INTS}),
-    "dispatch": _obj(calls={"type": "array", "items": {"type": "array"}}),
+    # each call: the handler, its integer arguments, how it ended (["returned"], ["fault",
+    # cause, tval], ["error", type]); what `handle` raised, if anything
+    "dispatch": _obj(calls={"type": "array", "items": {
+        "type": "array", "minItems": 3, "maxItems": 3,
+        "prefixItems": [TEXT, INTS, {"anyOf": [
+            {"type": "array", "minItems": 3, "maxItems": 3, "prefixItems": [TEXT, INT, INT]},
+            {"type": "array", "minItems": 1, "maxItems": 2, "items": TEXT}]}]}},
+        raised={"anyOf": [{"type": "null"}, {"type": "array", "items": TEXT, "minItems": 2,
+                                             "maxItems": 2}]}),
     "reflect": ONE_TRAP, "emulate": ONE_TRAP, "counter_read": ONE_TRAP, "sret": ONE_TRAP,
     "wfi": ONE_TRAP,
     "hypercall": {**ONE_TRAP, "required": ["fault", "vcpu", "console"],
