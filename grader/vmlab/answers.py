@@ -55,7 +55,7 @@ SHAPES: dict[str, dict] = {
                       pages=DIGESTS, full_pages=DIGESTS,
                       native=INT, attacker_instret=INT),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
-    "flush": _obj(still_mapped={"type": "array", "items": INTS}),
+    "flush": _obj(still_mapped={"type": "array", "items": INTS}, cached=INT),
     # each call: the handler, its integer arguments, how it ended (["returned"], ["fault",
     # cause, tval], ["error", type]); what `handle` raised, if anything
     "dispatch": _obj(calls={"type": "array", "items": {

@@ -16,7 +16,4 @@ KNOWN_OPEN: dict[str, str] = {
     "probe-replace": "the harness's probes run in the student's process",
     "patch-worker": "the harness's probes run in the student's process",
     "honest+patch-worker": "the harness's probes run in the student's process",
-    # the grader's properties, not the sandbox
-    "flush-does-nothing": "grader: shadow-flush credits a no-op flush when fill makes no entry",
-    "wrong-types-negative": "grader: shadow-flush credits a no-op flush when fill returns -1",
 }

@@ -345,7 +345,7 @@ if _rt_w is not None:
     _rt_ring = _rt_w.PROBES["ring"]
     def _rt_probe_ring(a):
         this = _rt_sys.modules[__name__]
-        saved, this.Channel = this.Channel, _rt_w.ReferenceQueue
+        saved, this.Channel = this.Channel, _rt_w._reference_channel(this.Channel)
         try:
             return _rt_ring(a)
         finally:

@@ -284,7 +284,16 @@ def flush_examples(draw: st.DrawFn) -> dict:
 
 
 def check_flush(a: dict, worker: Any) -> None:
-    still = worker.call("flush", a)["still_mapped"]
+    answer = worker.call("flush", a)
+    still = answer["still_mapped"]
+    if answer["cached"] < len(a["fills"]):
+        # a flush is judged on entries the hardware used; none here: a flush that does
+        # nothing would pass
+        raise Counterexample(
+            f"before `flush`, the hardware could translate only {answer['cached']} of the "
+            f"{len(a['fills'])} shadow entries written (with your `fill`, else the given "
+            "`_write_leaf`), so the flush cannot be judged: are `satp` and `_write_leaf` still "
+            "as given?", describe_flush(a))
     if still:
         va, access, mode, hpa = still[0]
         raise Counterexample(
