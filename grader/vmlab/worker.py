@@ -23,6 +23,7 @@ import os
 import sys
 import traceback
 import types
+from collections import deque
 from typing import Any
 
 LAB = os.getcwd()
@@ -587,27 +588,39 @@ _HOST: dict[str, Any] = {}  # one machine for every session: a session takes fre
 
 
 def _reference_channel(channel_class: type) -> type:
-    """The student's Channel with the ring operations of the reference, on the same fields
-    (slots, head, count), so that a Channels that reads them sees what the contract says."""
+    """The student's Channel with the grader's ring operations: the messages in a deque, and
+    the documented fields (slots, head, count) laid out again after each operation as a ring
+    whose oldest message is at head 0, so that a Channels that reads them sees what the
+    contract says. (A design of its own, not the handout's ring to copy.)"""
     class ReferenceChannel(channel_class):  # type: ignore[misc, valid-type]
         def full(self) -> bool:
-            return self.count == self.capacity
+            return len(_queue(self)) >= self.capacity
 
         def empty(self) -> bool:
-            return self.count == 0
+            return not _queue(self)
 
         def put(self, message: bytes) -> None:
-            self.slots[(self.head + self.count) % self.capacity] = message
-            self.count += 1
+            _queue(self).append(message)
+            _lay_out(self)
 
         def take(self) -> bytes:
-            message = self.slots[self.head]
-            self.slots[self.head] = None
-            self.head, self.count = (self.head + 1) % self.capacity, self.count - 1
+            message = _queue(self).popleft()
+            _lay_out(self)
             return message
 
     ReferenceChannel.__name__ = ReferenceChannel.__qualname__ = channel_class.__name__
     return ReferenceChannel
+
+
+def _queue(ch: Any) -> deque:
+    """The reference channel's messages, oldest first (kept beside the student's fields)."""
+    return ch.__dict__.setdefault("_grader_queue", deque())
+
+
+def _lay_out(ch: Any) -> None:
+    q = _queue(ch)
+    ch.slots = [*q, *[None] * (ch.capacity - len(q))]
+    ch.head, ch.count = 0, len(q)
 
 
 def _guests(n: int, size: int) -> list:
