@@ -34,8 +34,15 @@ def observe_guest(p: SystemProgram, paging: str) -> dict:
     prog = Program([Segment(a, d) for a, d in p.segments], entry=p.state.pc)
     g = v.create_guest(prog, memory=GUEST_RAM, paging=paging)
     p.state.apply(g.vcpu)
-    # generous: the host also spends steps on traps; the guest's own budget is compared below
-    v.run(STEPS * 50)
+    # the guest's own budget, as the bare run's: the host also spends steps on traps, but a
+    # host step retires at most one guest instruction, so running as many as the guest has
+    # left never takes it past STEPS (a guest that ends a few instructions later stops too)
+    spent = 0
+    while g.stop is None and g.vcpu.instret < STEPS and spent < STEPS * 50:
+        chunk = STEPS - g.vcpu.instret
+        spent += chunk
+        if v.run(chunk).reason != "budget":
+            break
     c = g.vcpu
     return {"stop": g.stop.reason if g.stop else "budget", "regs": list(c.x), "pc": c.pc,
             "mode": c.mode, "csrs": {n: getattr(c, n) for n in GUEST_CSRS}, "time": c.time(),
