@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import os
 import shutil
 import signal
@@ -42,10 +43,12 @@ FILE_SIZE = 16 << 20  # bytes any one file the worker writes may reach (its outp
 OPEN_FILES = 64
 PROCESSES = 32  # the worker is one thread: the rest is room for nothing much
 TMP_SIZE = 64 << 20  # bytes of the private /tmp
-UID_BASE = 1_000_000  # a run's user id is this plus the grader's pid: unique while it lives
+UID_BASE = 1_000_000  # a run's user id is this plus 16 times the grader's pid, plus the run
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 BWRAP_ENV = "VMLAB_BUBBLEWRAP"  # "0": do not use bubblewrap (to test the other layers)
 PR_SET_CHILD_SUBREAPER = 36
+LINUX = sys.platform.startswith("linux")  # elsewhere (a student's Mac): limits, own session
+_RUNS = itertools.count()
 LIVE: set[int] = set()  # this process's running workers: children the sweep leaves alone
 
 
@@ -133,13 +136,15 @@ def plan(cpu_seconds: float) -> Confinement:
         missing["bubblewrap"] = why
     uid = None
     if os.geteuid() == 0:
-        uid = UID_BASE + os.getpid()
+        # unique to this run while the process lives: two runs in one process (a Dask
+        # worker's threads) must not sweep each other's workers away
+        uid = UID_BASE + os.getpid() * 16 + next(_RUNS) % 16
         layers.append("separate-user")
     else:
         missing["separate-user"] = ("the grader does not run as root, so the worker runs as "
                                     "the grader's user")
     layers.append("rlimits")
-    seccomp = os.uname().machine in ("x86_64", "aarch64")  # worker.py's SECCOMP_ARCH
+    seccomp = LINUX and os.uname().machine in ("x86_64", "aarch64")  # worker's SECCOMP_ARCH
     if seccomp:
         layers.append("seccomp")  # no internet sockets, even outside bubblewrap
     if _subreaper():
@@ -206,6 +211,8 @@ def _folders(*paths: str) -> list[str]:
 
 def _subreaper() -> bool:
     """Make this process adopt the orphans of its descendants (Linux)."""
+    if not LINUX:
+        return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
@@ -214,7 +221,9 @@ def _subreaper() -> bool:
 
 
 def _children(pid: int) -> list[int]:
-    out = []
+    out: list[int] = []
+    if not LINUX:
+        return out  # no /proc: and no subreaper brought anything back to us
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -298,6 +307,8 @@ def _remove_owned(top: Path, uid: int) -> None:
 def _processes_of(uid: int) -> int:
     """How many processes (threads count too) the user has now."""
     count = 0
+    if not LINUX:
+        return 64  # no /proc to count in: room for what a user runs besides
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:

@@ -839,7 +839,7 @@ def no_internet() -> bool:
     io_uring. False where this machine's kind or kernel does not allow it."""
     import ctypes
     import struct
-    arch = SECCOMP_ARCH.get(os.uname().machine)
+    arch = SECCOMP_ARCH.get(os.uname().machine) if sys.platform.startswith("linux") else None
     if arch is None:
         return False
     audit, socket_nr, x32 = arch
@@ -856,7 +856,8 @@ def no_internet() -> bool:
     buf = ctypes.create_string_buffer(code)
     fprog = struct.pack("<HxxxxxxQ", len(program), ctypes.addressof(buf))
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: needed to filter as a user
+    # PR_SET_NO_NEW_PRIVS: what lets a process that is not root install a filter
+    if not hasattr(libc, "prctl") or libc.prctl(38, 1, 0, 0, 0) != 0:
         return False
     return libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0  # SECCOMP_MODE_FILTER
 
