@@ -102,6 +102,13 @@ def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_out
     return results
 
 
+def drawn(entry: dict) -> str:
+    """A results.json test entry's examples and their fingerprint (suite.Fingerprint), as the
+    score tables show them: equal fingerprints, equal examples."""
+    data = entry.get("extra_data", {})
+    return f"{data['examples']} · {data['fingerprint']}" if data else ""
+
+
 def sandbox_line(report: dict) -> str:
     """One line on what confined the student's code, and what could not, with why."""
     line = "Sandbox: " + ", ".join(report["layers"]) + "."
@@ -127,10 +134,9 @@ def print_table(results: dict, title: str) -> None:
         score, top = t.get("score", 0), t.get("max_score", 0)
         total, maximum = total + score, maximum + top
         style = "green" if score >= top else "red"
-        drawn = t.get("extra_data", {})
         table.add_row(t.get("number", ""), escape(t.get("name", "")),  # "[id]" is not markup
                       f"[{style}]{score:g} / {top:g}[/{style}]",
-                      f"{drawn['examples']} · {drawn['fingerprint']}" if drawn else "")
+                      drawn(t))
     table.add_section()
     table.add_row("", "total", f"{total:g} / {maximum:g}", "")
     Console(stderr=False).print(table)

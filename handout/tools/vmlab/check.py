@@ -19,6 +19,7 @@ import typer
 from . import labroot
 from .errors import UsageError, fail
 from .feedback import FILES, FUNCTIONS, NOT_WRITTEN
+from .grade import drawn
 from .rubric import Rubric, Test
 
 
@@ -75,11 +76,8 @@ def print_table(rubric: Rubric, outcomes: list[tuple[Test, dict]]) -> None:
         score, top = r.get("score", 0), r.get("max_score", 0)
         total, maximum = total + score, maximum + top
         style = "green" if score >= top else "red"
-        # which examples the test drew (suite.Fingerprint): Gradescope shows the same
-        drawn = r.get("extra_data", {})
         table.add_row(rubric.parts[t.part][1], t.part, t.id,
-                      f"[{style}]{score:g} / {top:g}[/{style}]",
-                      f"{drawn['examples']} · {drawn['fingerprint']}" if drawn else "")
+                      f"[{style}]{score:g} / {top:g}[/{style}]", drawn(r))
     table.add_section()
     table.add_row("", "", "total", f"{total:g} / {maximum:g}", "")
     Console(stderr=False).print(table)

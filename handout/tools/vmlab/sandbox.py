@@ -112,9 +112,9 @@ class Worker:
             self.confinement.sweep()
 
     def close(self) -> None:
-        """Stop for good: the worker, what it left behind, and its output file."""
+        """Stop for good: the worker and what it left behind (stop sweeps after every worker
+        it ends), and its output file."""
         self.stop()
-        self.confinement.sweep()
         self.stderr_path.unlink(missing_ok=True)
 
     def _wait(self, seconds: float) -> float:
