@@ -18,7 +18,8 @@ from redteam.run import PATHS, run_attack
 # against these. (Not every attack: there the worker may read what any user may read.)
 WITHOUT_BUBBLEWRAP = ("results-daemon", "write-then-kill", "kill-grader", "kill-group",
                       "daemon", "fork-survivors", "fork-bomb", "socket", "tmp-file",
-                      "import-loop", "memory", "output-flood", "leak-rubric")
+                      "import-loop", "memory", "output-flood", "leak-rubric",
+                      "forge-counts", "hardware-link", "probe-replace", "patch-worker")
 # through Gradescope's own run_autograder, as the autograder zip lays it out
 THROUGH_THE_AUTOGRADER = ("results-daemon", "write-then-kill", "zip-climbing",
                           "honest+machine-append")

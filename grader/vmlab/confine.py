@@ -4,8 +4,9 @@ Each layer is used where this machine allows it, and reported either way (result
 `extra_data.sandbox`), so that course staff can see what protected a run:
 
 - bubblewrap: namespaces of its own (mount, PID, network, IPC, UTS, cgroup); in view only the
-  lab's machine/ and vmm/ (read-only), the worker's one file, the Python it runs on and a
-  private /tmp. Nothing it starts outlives it: its PID namespace dies with it.
+  lab's vmm/ and a machine/ without the hardware (worker_view.py), read-only, the worker's one
+  file, the Python it runs on and a private /tmp. Nothing it starts outlives it: its PID
+  namespace dies with it.
 - separate-user: when the grader is root (as on Gradescope), the worker drops to a user id of
   its own, unique to the run, before any student code is imported: it cannot write the
   grader's files, signal the grader, or hide a process from the sweep (which kills every

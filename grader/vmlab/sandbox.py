@@ -16,18 +16,26 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from . import reconcile, worker_view
 from .answers import SHAPES, shape_error
 from .confine import LIVE, Confinement, plan
+from .hardware import Abort, Hardware
+from .wire import Channel, WireError
 
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
 START_MARGIN = 10.0  # seconds a start (and the student's import) may take past an example's
+# "inprocess": the worker runs the machine itself, as before the hardware moved into the grading
+# process (for `make bench` to compare the two; never for grading)
+HARNESS_ENV = "VMLAB_HARNESS"
 
 ERROR_SHAPE = {"type": "object", "required": ["type", "message", "traceback"],
                "properties": {"type": {"type": "string"}, "message": {"type": "string"},
@@ -61,7 +69,15 @@ class Worker:
         self.timeout = timeout
         self.deadline = deadline  # time.monotonic() past which no call may wait
         self.confinement = confinement or plan(3600)
-        self.confinement.prepare(self.lab)
+        self.remote = os.environ.get(HARNESS_ENV) != "inprocess"
+        # the worker's own lab: the student's vmm/ and a machine package without the hardware
+        self.view = Path(tempfile.mkdtemp(prefix="vmlab-lab-")) if self.remote else self.lab
+        if self.remote:
+            worker_view.build(self.lab / "machine", self.view)
+            shutil.copytree(self.lab / "vmm", self.view / "vmm", symlinks=True)
+        self.confinement.prepare(self.view)
+        self.hardware: Hardware | None = None
+        self.link: socket.socket | None = None
         self.proc: subprocess.Popen | None = None
         self.stderr_path = Path(tempfile.gettempdir()) / f"vmlab-worker-{os.getpid()}.stderr"
         self.restarts = 0
@@ -75,11 +91,21 @@ class Worker:
                "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
         # truncated at each start: a file-size limit counts what a dead worker left in it
         self.stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - lives as long as the worker
-        command, cwd = self.confinement.command(self.lab,
-                                                json.dumps(self.confinement.worker_config()))
-        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr,
-                                     start_new_session=True)
+        config = self.confinement.worker_config()
+        theirs = None
+        if self.remote:
+            self.link, theirs = socket.socketpair()
+            self.hardware = Hardware(Channel(self.link))
+            config["hardware_fd"] = theirs.fileno()
+        command, cwd = self.confinement.command(self.view, json.dumps(config))
+        try:
+            self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self.stderr,
+                                         start_new_session=True,
+                                         pass_fds=() if theirs is None else (theirs.fileno(),))
+        finally:
+            if theirs is not None:
+                theirs.close()
         LIVE.add(self.proc.pid)
         try:
             ready = self._read(self._wait(self.timeout + START_MARGIN))
@@ -110,12 +136,20 @@ class Worker:
             self.stderr.close()
             self.proc = None
             self.confinement.sweep()
+        if self.hardware is not None:
+            self.hardware.close()
+            self.hardware = None
+        if self.link is not None:
+            self.link.close()
+            self.link = None
 
     def close(self) -> None:
         """Stop for good: the worker and what it left behind (stop sweeps after every worker
         it ends), and its output file."""
         self.stop()
         self.stderr_path.unlink(missing_ok=True)
+        if self.view != self.lab:
+            shutil.rmtree(self.view, ignore_errors=True)
 
     def _wait(self, seconds: float) -> float:
         """`seconds`, or less if the run's deadline comes first (never less than a second)."""
@@ -138,6 +172,8 @@ class Worker:
         try:
             self.seq += 1
             request = {"probe": probe, "args": args, "seq": self.seq}
+            if self.hardware is not None:
+                self.hardware.begin(probe, args)
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
             answer = self._read(self._wait(timeout or self.timeout))
@@ -157,20 +193,34 @@ class Worker:
             raise StudentError(err["type"], err["message"], err["traceback"])
         result = answer.get("result") or {}
         shape = SHAPES.get(probe)
-        return check_shape(result, shape, probe) if shape is not None else result
+        if shape is not None:
+            check_shape(result, shape, probe)
+        if self.hardware is not None:
+            problem = reconcile.check(probe, args, result, self.hardware.record.summary())
+            if problem:
+                raise WorkerFailure("inconsistent", problem)
+        return result
 
     def _read(self, timeout: float) -> dict:
         """One answer line, read from the raw pipe so that a partial line cannot block us
-        past the deadline."""
+        past the deadline; meanwhile, the hardware serves the worker's VMM."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         line = bytearray()
+        end = time.monotonic() + timeout
+        watched = [fd] if self.link is None else [fd, self.link]
         while not line.endswith(b"\n"):
-            ready, _, _ = select.select([fd], [], [], timeout)
+            if self.hardware is not None and self.hardware.channel.pending():
+                self._serve(end)
+                continue
+            ready, _, _ = select.select(watched, [], [], max(0.0, end - time.monotonic()))
             if not ready:
                 raise WorkerFailure("timeout", f"no answer within {timeout:g} s: an endless "
                                                "loop, or an endless recursion, in the VMM's "
                                                "Python code?")
+            if fd not in ready:
+                self._serve(end)
+                continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 raise WorkerFailure("crash", _death(self.proc.wait()))
@@ -184,6 +234,29 @@ class Worker:
         if answer is None or shape_error(answer, ANSWER_SHAPE):
             raise WorkerFailure("garbled", "the worker's answer was not valid")
         return answer
+
+
+    def _serve(self, end: float) -> None:
+        """One request of the worker's VMM to its hardware (a run serves every trap of it)."""
+        assert self.hardware is not None
+        channel = self.hardware.channel
+        channel.deadline = end
+        try:
+            op, payload, _ = channel.receive()
+            self.hardware.serve(op, payload)
+        except TimeoutError:
+            raise WorkerFailure("timeout", "no answer in time: an endless loop, or an endless "
+                                           "recursion, in the VMM's Python code?") from None
+        except WireError as e:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise WorkerFailure("crash", _death(self.proc.returncode)) from None
+            raise WorkerFailure("garbled", f"the worker broke its link to the hardware "
+                                f"({e})") from None
+        except Abort as e:
+            if e.kind == "timeout":
+                raise WorkerFailure("timeout", e.detail + ": an endless loop in the VMM's "
+                                    "Python code?") from None
+            raise WorkerFailure(e.kind, e.detail) from None
 
 
 def _death(status: int) -> str:

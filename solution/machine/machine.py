@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import mmap
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ class Stop:
 class Machine:
     """One RV32 hart with RAM, a UART and SBI firmware, on QEMU virt's memory map."""
 
-    def __init__(self, ram_size: int = RAM_SIZE_DEFAULT, fast: bool = True) -> None:
-        self.mem = PhysicalMemory(ram_size)
+    def __init__(self, ram_size: int = RAM_SIZE_DEFAULT, fast: bool = True,
+                 ram: mmap.mmap | None = None) -> None:
+        self.mem = PhysicalMemory(ram_size, ram)  # `ram`: see PhysicalMemory
         self.hart = Hart(self.mem)
         self.hart.ecall_handler = sbi.firmware
         self.fast = fast  # run compiled blocks; False runs the reference interpreter only

@@ -12,8 +12,6 @@ name when the sandbox closes it; never weaken a check in run.py instead.
 from __future__ import annotations
 
 KNOWN_OPEN: dict[str, str] = {
-    # the harness: the probes run in the student's process (issue 17's second boundary)
-    "probe-replace": "the harness's probes run in the student's process",
-    "patch-worker": "the harness's probes run in the student's process",
-    "honest+patch-worker": "the harness's probes run in the student's process",
+    # none: the harness's probes no longer hold the hardware (closed by the grader's hardware,
+    # vmlab/hardware.py), so probe-replace and patch-worker are graded as deserved
 }

@@ -37,6 +37,7 @@ FILE_TESTS = ("reflect", "hypercall", "translation-shadow", "translation-nested"
               "bounded-buffer")  # one test of each editable file
 HONEST_TRAP = 7.0  # solution/vmm/trap.py alone, on reflect + emulate (+ any stub test)
 HONEST_CHANNELS = 3.0  # solution/vmm/channels.py alone, on bounded-buffer
+HONEST_REFLECT_EMULATE = 7.0  # the whole solution on reflect + emulate (efficiency forged)
 
 
 @dataclass(frozen=True)
@@ -452,6 +453,103 @@ for _rt_fd in range(3, 12):
         pass
 '''
 
+# ----- the attacks on the harness: the hardware is the grader's ------------------------------
+
+BARE_ENGINE = '''
+# run each guest on "the bare machine" in the worker, and answer the whole-guest probe with
+# what it did, without any VMM: the interpreter, or failing that the hardware itself in S-mode
+_rt_w = next((m for m in (_rt_sys.modules.get("vmlab.worker"), _rt_sys.modules.get("__main__"))
+             if hasattr(m, "PROBES")), None)
+_rt_engine = []
+for _rt_name in ("machine.hart", "machine.execute", "machine.blocks"):
+    try:
+        _rt_mod = __import__(_rt_name, fromlist=["x"])
+        if hasattr(_rt_mod, "Hart") or hasattr(_rt_mod, "EXECUTE") or hasattr(_rt_mod, "run_fast"):
+            _rt_engine.append(_rt_name)
+    except Exception:
+        pass
+if _rt_w is not None:
+    def _rt_guest(a):
+        from machine import Machine
+        m = Machine(ram_size=8 << 20)
+        for addr, data in a["segments"]:
+            m.write_phys(addr, bytes.fromhex(data))
+        s = a["state"]
+        m.hart.x[:] = [0] + list(s["regs"][1:])
+        m.pc = s["pc"]
+        m.set_csrs([tuple(c) for c in s["csrs"] if c[0] != 0x14D])
+        stop = m.run(a["host_steps"])
+        h = m.hart
+        vcpu = {"pc": h.pc, "mode": h.mode, "regs": list(h.x), "instret": h.instret,
+                "idle": 0, "trap_entry": False}
+        for name, num in (("sstatus", 0x100), ("sie", 0x104), ("stvec", 0x105),
+                          ("scounteren", 0x106), ("sscratch", 0x140), ("sepc", 0x141),
+                          ("scause", 0x142), ("stval", 0x143), ("satp", 0x180)):
+            vcpu[name] = m.csr(num)
+        vcpu.update(stimecmp=h.stimecmp & 0xFFFF_FFFF, stimecmph=h.stimecmp >> 32)
+        return {"stop": {"reason": stop.reason, "detail": stop.detail},
+                "host_stop": {"reason": "budget", "detail": ""}, "vcpu": vcpu,
+                "console": "", "pages": {}, "full_pages": {},
+                "counts": {"native": h.instret, "emulated": 0, "traps": 0, "fills": 0,
+                           "flushes": 0}}
+    _rt_w.PROBES["guest"] = _rt_guest
+'''
+
+FORGE_COUNTS = '''
+# the solution's VMM with a time slice of 3 instructions (it traps far too often to be
+# efficient), whose whole-guest probe reports every instruction as native and one trap taken
+_rt_w = next((m for m in (_rt_sys.modules.get("vmlab.worker"), _rt_sys.modules.get("__main__"))
+             if hasattr(m, "PROBES")), None)
+if _rt_w is not None:
+    _rt_probe = _rt_w.PROBES["guest"]
+    def _rt_guest(a):
+        import vmm.monitor as _rt_monitor
+        if not hasattr(_rt_monitor, "_rt_init"):
+            _rt_monitor._rt_init = _rt_monitor.VMM.__init__
+            def _rt_slow_init(self, host_memory=256 << 20, quantum=0, fast=True):
+                _rt_monitor._rt_init(self, host_memory, 3, fast)
+            _rt_monitor.VMM.__init__ = _rt_slow_init
+        out = _rt_probe(a)
+        out["counts"].update(native=out["vcpu"]["instret"], traps=1)
+        return out
+    _rt_w.PROBES["guest"] = _rt_guest
+'''
+
+HARDWARE_LINK = '''
+# the worker's link to the grader's hardware: truncate the RAM it maps (a sealed file), then
+# send the hardware nonsense (a header that claims a gigabyte, an unknown machine, garbage)
+import json as _rt_json
+import socket as _rt_socket
+import struct as _rt_struct
+_rt_config = _rt_json.loads(_rt_sys.argv[1]) if len(_rt_sys.argv) > 1 else {}
+_rt_fd = _rt_config.get("hardware_fd")
+try:
+    from machine import wire as _rt_wire
+    _rt_recv_fds = _rt_socket.recv_fds
+    def _rt_truncating(sock, bufsize, maxfds, flags=0):
+        data, fds, fl, addr = _rt_recv_fds(sock, bufsize, maxfds, flags)
+        for f in fds:
+            for size in (0, 1 << 40):
+                try:
+                    _rt_os.ftruncate(f, size)
+                except OSError:
+                    pass
+        return data, fds, fl, addr
+    _rt_wire.socket.recv_fds = _rt_truncating
+except Exception:
+    pass
+if isinstance(_rt_fd, int):
+    _rt_sock = _rt_socket.socket(fileno=_rt_os.dup(_rt_fd))
+    _rt_state = {"n": 0}
+    def reflect(vmm, guest, cause, tval):
+        _rt_state["n"] += 1
+        junk = [_rt_struct.pack("<BI", 2, 1 << 30), _rt_struct.pack("<BI", 2, 12) + b"\\0" * 12,
+                _rt_struct.pack("<BI", 6, 3) + b"{{{", _rt_os.urandom(64)]
+        _rt_sock.sendall(junk[_rt_state["n"] % len(junk)])
+        from machine import Machine
+        Machine(ram_size=4096)  # and wait for an answer that may never come
+'''
+
 # ----- the attacks that hang, crash or exhaust ------------------------------------------------
 
 SLOW_TRAP = '''
@@ -732,6 +830,15 @@ def _attacks() -> list[Attack]:
           on_stubs({"trap": PROBE_REPLACE}), tests=("trap-dispatch", "reflect")),
         A("patch-worker", "swaps the worker's own reference ring in for its Channel",
           on_stubs({"channels": PATCH_WORKER})),
+        A("bare-engine", "runs each guest on the bare machine in the worker (the interpreter, "
+          "or the hardware in S-mode) and reports it as its VMM's run",
+          on_stubs({"trap": BARE_ENGINE}), tests=("equivalence-shadow", "efficiency")),
+        A("forge-counts", "the solution's VMM slowed by a tiny time slice, reporting every "
+          "instruction as native", lambda dest, ctx: write(dest / "sub", files(
+              {n: solution(n) for n in EDITABLE}, {"trap": FORGE_COUNTS}, ctx)),
+          deserved=HONEST_REFLECT_EMULATE, tests=("reflect", "emulate", "efficiency")),
+        A("hardware-link", "truncates the shared RAM and sends the hardware nonsense",
+          on_stubs({"trap": HARDWARE_LINK}), tests=("reflect", "equivalence-shadow")),
         A("patch-frameworks", "patches unittest, hypothesis, gradescope-utils, the machine",
           on_stubs({"trap": PATCH_FRAMEWORKS})),
         A("flush-does-nothing", "a fill that makes no entry and a flush that does nothing",

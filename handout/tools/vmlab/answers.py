@@ -42,7 +42,11 @@ def _obj(**properties: dict) -> dict:
 
 IPC_ANSWER = _obj(result={"anyOf": [{"type": "null"}, TEXT, INTS]}, woken=INTS)
 
-SHAPES: dict[str, dict] = {
+# which guest owns each host frame: [frame, owner]; sent where the hardware is the grader's
+OWNERS = {"type": "array", "items": {"type": "array", "prefixItems": [INT, TEXT],
+                                     "minItems": 2, "maxItems": 2}}
+
+SHAPES: dict[str, dict] = {  # isolation's optional `owners` is added below
     "guest": _obj(stop=STOP, host_stop=HOST_STOP, vcpu=VCPU, console=TEXT, pages=DIGESTS,
                   full_pages=DIGESTS,
                   counts={"type": "object", "additionalProperties": INT,
@@ -120,3 +124,6 @@ def shape_error(value: Any, shape: dict, path: str = "") -> str | None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+SHAPES["isolation"]["properties"]["owners"] = OWNERS

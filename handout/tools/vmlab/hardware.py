@@ -1,0 +1,359 @@
+"""The hardware a student's VMM runs on, in the grading process, out of the VMM's reach.
+
+The worker holds the VMM and its own state (the virtual CPUs); the hart, the TLB, the counters
+and the page walks live here, on the reference machine. RAM is a file both sides map (a sealed
+memfd on Linux): the VMM writes its tables and its guests' memory straight into it, and the
+hardware reads them there. A run is one request; each trap is one round trip (TRAP out, RESUME
+back, wire.py), during which the VMM may also ask for a CSR, a walk or a translation (CALL).
+
+What the hardware did is recorded, per probe: the traps it took, the instructions it retired,
+how each run stopped, the pages it wrote on whose behalf, and the results of the walks a probe
+asked for. reconcile.py checks the worker's answer against that record, so that no verdict
+rests on what the student's process says about the hardware.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import mmap
+import os
+import struct
+import tempfile
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .wire import (
+    CALL,
+    DONE,
+    NEW,
+    REPLY,
+    RESUME,
+    RUN,
+    SNAPSHOT_CSRS,
+    TRAP,
+    Changes,
+    Channel,
+    Trapped,
+    WireError,
+    as_json,
+)
+
+MAX_RAM = 512 << 20  # bytes of RAM one machine may have
+MAX_MACHINES = 8  # a worker's live machines; the oldest is dropped past this
+DEFAULT_STEPS = 2_000_000  # host steps a probe may run when it names no budget
+RING_PROBES = {"ipc_start", "ipc_batch"}  # the only probes whose channels use the grader's ring
+
+
+class Abort(BaseException):
+    """The worker broke the protocol or went quiet: out of the machine's run at once (a
+    BaseException, so that the machine's own handler-error path does not swallow it)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+@dataclass
+class Record:
+    """What the hardware did during one probe."""
+
+    traps: int = 0
+    retired: int = 0
+    stop: list | None = None
+    writes: dict[str, set[int]] = field(default_factory=dict)  # label -> RAM pages
+    walks: list[list] = field(default_factory=list)  # [tag, result] of tagged walks
+
+    def summary(self) -> dict:
+        return {"traps": self.traps, "retired": self.retired, "stop": self.stop,
+                "writes": {k: sorted(v) for k, v in self.writes.items()},
+                "walks": self.walks}
+
+
+@dataclass
+class _Box:
+    machine: Any
+    ram: mmap.mmap
+    label: str = ""
+
+
+class Hardware:
+    """The machines of one worker, served over `channel`."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.boxes: OrderedDict[int, _Box] = OrderedDict()
+        self.next_handle = 1
+        self.record = Record()
+        self.budget = DEFAULT_STEPS
+        self.probe = ""
+        self.rings: dict[str, deque] = {}
+        self.running: _Box | None = None
+
+    def begin(self, probe: str, args: dict) -> None:
+        """A new probe: a fresh record, and the host steps it may run."""
+        self.record, self.probe = Record(), probe
+        steps = args.get("host_steps") if isinstance(args, dict) else None
+        self.budget = 2 * steps + 1000 if isinstance(steps, int) and steps > 0 else DEFAULT_STEPS
+        if probe == "ipc_start":
+            self.rings.clear()
+
+    def close(self) -> None:
+        # dropped, not closed: the machine's typed views of its RAM hold it open until they go
+        self.boxes.clear()
+
+    # ----- one message from the worker -------------------------------------------------------
+
+    def serve(self, op: int, payload: bytes) -> None:
+        try:
+            if op == NEW:
+                self._new(json.loads(payload))
+            elif op == RUN:
+                handle, steps = struct.unpack_from("<IQ", payload)
+                self._run(self._box(handle), steps, payload[12:])
+            elif op == CALL:
+                handle = struct.unpack_from("<I", payload)[0]
+                self._call(self._box(handle) if handle else None, payload[4:])
+            else:
+                raise Abort("garbled", f"an unexpected message ({op}) from the worker")
+        except (ValueError, KeyError, TypeError, struct.error, UnicodeError,
+                RecursionError) as e:
+            raise Abort("garbled", f"a message the hardware could not take ({e})") from None
+
+    def _box(self, handle: int) -> _Box:
+        box = self.boxes.get(handle)
+        if box is None:
+            raise Abort("garbled", "a request for a machine that does not exist")
+        return box
+
+    def _new(self, request: dict) -> None:
+        from machine import Machine
+        size = int(request["ram_size"])
+        if size <= 0 or size % 4096 or size > MAX_RAM:
+            raise Abort("garbled", f"a machine with {size} bytes of RAM")
+        fd = _shared_file(size)
+        try:
+            ram = mmap.mmap(fd, size)
+            machine = Machine(ram_size=size, fast=bool(request.get("fast", True)), ram=ram)
+            machine.set_trap_handler(self._trap)
+            machine.mem.dirty.clear()  # the device tree it booted with is no guest's write
+            handle, self.next_handle = self.next_handle, self.next_handle + 1
+            self.boxes[handle] = _Box(machine, ram)
+            while len(self.boxes) > MAX_MACHINES:
+                self.boxes.popitem(last=False)
+            state = _trapped(machine, None)
+            self.channel.send(REPLY, struct.pack("<I", handle) + state.pack(), fds=[fd])
+        finally:
+            os.close(fd)
+
+    def _run(self, box: _Box, steps: int, changes: bytes) -> None:
+        from machine import Stop
+        from machine.hart import S_MODE, Halt
+        m = box.machine
+        steps = min(steps, self.budget)
+        before, ran = m.hart.instret, m.steps
+        self.running = box
+        try:
+            first = _split(changes)[0]
+            if first is not None:
+                _apply(box, first)
+            if m.hart.mode == S_MODE and m.stopped is None:
+                raise Halt("handler-error", "your VMM ran the hardware in S-mode: S-mode is "
+                           "the VMM's own, and the hardware runs only guests, in U-mode")
+            stop = m.run(steps) if steps > 0 else _budget_stop()
+        except Halt as h:  # what the VMM did before the run broke the hardware's rules
+            stop = m.stopped = Stop(h.reason, h.detail)
+        finally:
+            self.running = None
+        self.budget -= m.steps - ran
+        self.record.retired += m.hart.instret - before
+        self._charge(box)
+        self.record.stop = [stop.reason, stop.detail[:4000]]
+        self.channel.send(DONE, _trapped(m, None).pack() + as_json(self.record.stop))
+
+    def _trap(self, event: Any) -> None:
+        """The machine's S-mode: the VMM, in the worker. One round trip (and any calls the VMM
+        makes while it handles the trap)."""
+        box = self.running
+        assert box is not None
+        self.record.traps += 1
+        self._charge(box)
+        self.channel.send(TRAP, _trapped(box.machine, event).pack())
+        while True:
+            try:
+                op, payload, _ = self.channel.receive()
+            except TimeoutError:
+                raise Abort("timeout", "the VMM did not return from a trap in time") from None
+            except WireError as e:
+                raise Abort("crash", str(e)) from None
+            if op == CALL:
+                handle = struct.unpack_from("<I", payload)[0]
+                self._call(self._box(handle) if handle else None, payload[4:])
+                continue
+            if op != RESUME:
+                raise Abort("garbled", f"an unexpected message ({op}) during a trap")
+            changes, tail = _split(payload)
+            if changes is not None:
+                _apply(box, changes)
+            ended = json.loads(tail) if tail else {}
+            from machine.hart import Halt
+            if "halt" in ended:
+                reason, detail = ended["halt"]
+                raise Halt(str(reason)[:40], str(detail)[:4000])
+            if "error" in ended:
+                raise Halt("handler-error", str(ended["error"])[:6000])
+            _deprivileged(box.machine.hart)  # for the sret that follows the handler
+            return
+
+    def _charge(self, box: _Box) -> None:
+        """The pages the hardware wrote since the last trap, charged to whoever the VMM said
+        it was running."""
+        dirty = box.machine.mem.dirty
+        if dirty:
+            self.record.writes.setdefault(box.label, set()).update(dirty)
+            dirty.clear()
+
+    # ----- calls: a CSR, a walk, the grader's ring ---------------------------------------------
+
+    def _call(self, box: _Box | None, payload: bytes) -> None:
+        changes, tail = _split(payload)
+        request = json.loads(tail)
+        what = request["op"]
+        if box is not None and changes is not None:
+            from machine.hart import Halt
+            try:
+                _apply(box, changes)
+            except Halt as h:
+                self.channel.send(REPLY, as_json({"failed": h.detail}))
+                return
+        if what == "ring":
+            reply = self._ring(request)
+        elif box is None:
+            raise Abort("garbled", "a call for no machine")
+        elif what == "csr":
+            from machine import csrs
+            h = box.machine.hart
+            reply = {"value": csrs.read(h, int(request["num"])) & 0xFFFF_FFFF,
+                     "csrs": {str(n): csrs.read(h, n) & 0xFFFF_FFFF for n in SNAPSHOT_CSRS}}
+        elif what in ("walk", "translate"):
+            reply = self._walk(box, what, request)
+        else:
+            raise Abort("garbled", f"an unknown call {what!r}")
+        self.channel.send(REPLY, as_json(reply))
+
+    def _walk(self, box: _Box, what: str, r: dict) -> dict:
+        from machine.mmu import Permissions
+        from machine.traps import Trap
+        mmu = box.machine.hart.mmu
+        priv, sum_, mxr, mxr_g = (int(v) for v in r["perms"])
+        perms = Permissions(priv=priv & 1, sum=bool(sum_), mxr=bool(mxr), mxr_g=bool(mxr_g))
+        hgatp = None if r.get("hgatp") is None else int(r["hgatp"]) & 0xFFFF_FFFF
+        fn = mmu.walk if what == "walk" else mmu.translate
+        try:
+            result: dict = {"pa": fn(int(r["va"]) & 0xFFFF_FFFF, int(r["access"]) % 3,
+                                     int(r["satp"]) & 0xFFFF_FFFF, perms, hgatp)}
+        except Trap as trap:
+            result = {"trap": [trap.cause, trap.tval, trap.gpa]}
+        if r.get("tag") is not None:
+            self.record.walks.append([r["tag"], result])
+        return result
+
+    def _ring(self, r: dict) -> dict:
+        """The grader's own ring of one channel, for the IPC probes: the student's Channels is
+        graded over it, so it is not in the worker for a student's Channel to borrow."""
+        if self.probe not in RING_PROBES:
+            raise Abort("garbled", "the grader's ring is not for this probe")
+        q = self.rings.setdefault(str(r["id"])[:40], deque())
+        capacity, what = int(r["capacity"]), r["do"]
+        if len(self.rings) > 256 or len(q) > 4096:
+            raise Abort("garbled", "too many rings or messages")
+        value: Any = None
+        if what == "full":
+            value = len(q) >= capacity
+        elif what == "empty":
+            value = not q
+        elif what == "put":
+            q.append(bytes.fromhex(r["message"])[:1 << 16].hex())
+        elif what == "take":
+            value = q.popleft() if q else None
+        else:
+            raise Abort("garbled", f"a ring operation {what!r}")
+        return {"value": value, "queue": list(q)}
+
+
+def _shared_file(size: int) -> int:
+    """A file of `size` zero bytes to map on both sides: a memfd sealed against shrinking (a
+    worker that truncated it would crash us on our next read), or elsewhere a deleted file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("vmlab-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        return fd
+    f = tempfile.TemporaryFile()  # noqa: SIM115 - only its descriptor is kept
+    fd = os.dup(f.fileno())
+    f.close()
+    os.ftruncate(fd, size)
+    return fd
+
+
+def _trapped(m: Any, event: Any) -> Trapped:
+    from machine import csrs
+    h = m.hart
+    read = csrs.read
+    return Trapped(
+        event.cause if event else 0, event.tval if event else 0, event.pc if event else 0,
+        event.mode if event else 0, event.virtual if event else False,
+        event.gpa if event else 0, h.x, h.pc, h.mode, h.instret, h.time(),
+        {n: read(h, n) for n in SNAPSHOT_CSRS}, h.stimecmp)
+
+
+def _apply(box: _Box, c: Changes) -> None:
+    """What the VMM did to the hardware, done to it here, in the order it did it."""
+    from machine import csrs
+    from machine.traps import Trap
+    m, h = box.machine, box.machine.hart
+    h.x[1:] = [v & 0xFFFF_FFFF for v in c.x[1:]]
+    for page in c.pages:
+        if page < m.mem.ram_size >> 12:
+            h.invalidate_code(page)
+    try:
+        csrs.write_many(h, [(n, v) for n, v in c.csr_writes])
+    except (Trap, KeyError, AttributeError, ValueError) as e:
+        from machine.hart import Halt
+        raise Halt("handler-error", f"the VMM wrote a CSR the hardware does not have ({e})") \
+            from None
+    for va, asid, ctx in c.fences:
+        h.mmu.sfence(va, asid, ctx=ctx)
+    if c.stimecmp is not None:
+        h.set_stimecmp(c.stimecmp)
+    if c.pc is not None:
+        h.pc = c.pc & 0xFFFF_FFFC
+    if c.label:
+        box.label = c.label
+    if c.sret:
+        _deprivileged(h)
+        h.sret()
+
+
+def _deprivileged(h: Any) -> None:
+    """S-mode is the VMM's, and the VMM is Python in the worker: the hardware runs only guests,
+    in U-mode (VU-mode under nested paging). A guest in real S-mode would run its privileged
+    instructions, and its SBI calls, on the bare hardware, as no VMM of the lecture's does."""
+    from machine import csr
+    from machine.hart import Halt
+    if h.sstatus & csr.SSTATUS_SPP:
+        raise Halt("handler-error", "your VMM returned to a guest in real S-mode (sstatus.SPP "
+                   "set at sret): a guest always runs deprivileged, in U-mode")
+
+
+def _split(payload: bytes) -> tuple[Changes | None, bytes]:
+    """A message's changes (None when it has none) and the rest of it."""
+    n = struct.unpack_from("<I", payload)[0]
+    return (Changes.unpack(payload[4:4 + n]) if n else None), payload[4 + n:]
+
+
+def _budget_stop() -> Any:
+    from machine import Stop
+    return Stop("budget", "the probe's host steps are spent")

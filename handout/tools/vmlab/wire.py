@@ -1,0 +1,202 @@
+"""The wire between a VMM in its sandbox and the hardware it runs on, in the grading process.
+
+One message is an operation byte, a length and a payload. The two that go back and forth on every
+trap are packed with struct (a JSON line costs ten times as much, and a guest takes hundreds of
+traps): TRAP, the hardware's state when it trapped, and RESUME, what the VMM did to the hardware
+before it returns with sret. The rest are rare and JSON.
+
+This file is the grader's and is copied into the sandbox's `machine` package (as
+machine/wire.py), so it imports nothing but the standard library. The trusted side never
+trusts what it decodes: every number is masked to its width, every count bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+HEADER = struct.Struct("<BI")
+MAX_MESSAGE = 1 << 20  # bytes: a longer message is a flood
+# operations
+NEW, RUN, RESUME, TRAP, DONE, CALL, REPLY, FAILED = range(1, 9)
+
+# the CSRs a VMM may read while handling a trap, sent with every TRAP (others cost a CALL)
+SNAPSHOT_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x180,
+                 0x600, 0x643, 0x64A, 0x680, 0x200, 0x280)
+_TRAP = struct.Struct(f"<IIIBBQ32IIBQQ{len(SNAPSHOT_CSRS)}IQ")
+_RESUME_HEAD = struct.Struct("<32IBIQHHH")  # x, flags, pc, stimecmp, #csrs, #fences, #pages
+_CSR_WRITE = struct.Struct("<HI")
+_FENCE = struct.Struct("<qqi")
+SRET, SET_PC, SET_STIMECMP = 1, 2, 4
+M32 = 0xFFFF_FFFF
+
+
+class WireError(Exception):
+    """The other side sent what this side cannot take, or went away."""
+
+
+@dataclass
+class Trapped:
+    """The hardware at a trap: the event, the registers, the counters, some CSRs."""
+
+    cause: int
+    tval: int
+    pc: int
+    mode: int
+    virtual: bool
+    gpa: int
+    x: list[int]
+    hart_pc: int
+    hart_mode: int
+    instret: int
+    time: int
+    csrs: dict[int, int]
+    stimecmp: int
+    SIZE = _TRAP.size
+
+    def pack(self) -> bytes:
+        return _TRAP.pack(self.cause & M32, self.tval & M32, self.pc & M32, self.mode & 1,
+                          int(self.virtual), self.gpa & ((1 << 64) - 1),
+                          *(v & M32 for v in self.x), self.hart_pc & M32, self.hart_mode & 1,
+                          self.instret, self.time,
+                          *(self.csrs.get(n, 0) & M32 for n in SNAPSHOT_CSRS),
+                          self.stimecmp & ((1 << 64) - 1))
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Trapped:
+        v = _TRAP.unpack(data)
+        csrs = dict(zip(SNAPSHOT_CSRS, v[42:42 + len(SNAPSHOT_CSRS)], strict=True))
+        return cls(v[0], v[1], v[2], v[3], bool(v[4]), v[5], list(v[6:38]), v[38], v[39],
+                   v[40], v[41], csrs, v[-1])
+
+
+@dataclass
+class Changes:
+    """What the VMM did to the hardware while it held it: the registers (always), CSR writes
+    in order, TLB fences, the timer, the pc, an sret, the pages of RAM it wrote (whose
+    compiled code is stale), and who the hardware runs next (`label`, for the record)."""
+
+    x: list[int]
+    csr_writes: list[tuple[int, int]] = field(default_factory=list)
+    fences: list[tuple[int | None, int | None, object]] = field(default_factory=list)
+    pages: set[int] = field(default_factory=set)
+    stimecmp: int | None = None
+    pc: int | None = None
+    sret: bool = False
+    label: str = ""
+
+    def pack(self) -> bytes:
+        flags = (SRET if self.sret else 0) | (SET_PC if self.pc is not None else 0) | \
+            (SET_STIMECMP if self.stimecmp is not None else 0)
+        pages = sorted(self.pages)
+        out = [_RESUME_HEAD.pack(*(v & M32 for v in self.x), flags, (self.pc or 0) & M32,
+                                 (self.stimecmp or 0) & ((1 << 64) - 1), len(self.csr_writes),
+                                 len(self.fences), len(pages))]
+        out += [_CSR_WRITE.pack(n & 0xFFFF, v & M32) for n, v in self.csr_writes]
+        out += [_FENCE.pack(-1 if va is None else va & M32, -1 if asid is None else asid & M32,
+                            _context(ctx)) for va, asid, ctx in self.fences]
+        out.append(struct.pack(f"<{len(pages)}I", *pages))
+        out.append(self.label.encode()[:200])
+        return b"".join(out)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Changes:
+        head = _RESUME_HEAD.unpack_from(data)
+        x, (flags, pc, stimecmp, ncsr, nfence, npage) = list(head[:32]), head[32:]
+        at = _RESUME_HEAD.size
+        writes = [_CSR_WRITE.unpack_from(data, at + i * _CSR_WRITE.size) for i in range(ncsr)]
+        at += ncsr * _CSR_WRITE.size
+        fences = []
+        for i in range(nfence):
+            va, asid, ctx = _FENCE.unpack_from(data, at + i * _FENCE.size)
+            fences.append((None if va < 0 else va, None if asid < 0 else asid,
+                           "S" if ctx < 0 else ("V", ctx)))
+        at += nfence * _FENCE.size
+        pages = set(struct.unpack_from(f"<{npage}I", data, at))
+        at += 4 * npage
+        return cls(x, [tuple(w) for w in writes], fences, pages,
+                   stimecmp if flags & SET_STIMECMP else None,
+                   pc if flags & SET_PC else None, bool(flags & SRET),
+                   data[at:at + 200].decode(errors="replace"))
+
+
+def _context(ctx: object) -> int:
+    """A TLB context on the wire: -1 for the host's own ("S"), else a nested guest's VMID."""
+    if isinstance(ctx, tuple) and len(ctx) == 2 and ctx[0] == "V" and isinstance(ctx[1], int):
+        return ctx[1] & 0x3FFF
+    return -1
+
+
+def as_json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Channel:
+    """Messages over a stream socket; reads wait at most until `deadline` (time.monotonic()).
+    Reads are buffered: a message usually costs one recv, not one for its header and one for
+    its payload."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.deadline: float | None = None
+        self.buffer = bytearray()
+
+    def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
+        data = HEADER.pack(op, len(payload)) + payload
+        try:
+            if fds:
+                socket.send_fds(self.sock, [data], fds)
+            else:
+                self.sock.sendall(data)
+        except OSError as e:
+            raise WireError(f"the other side went away ({e})") from None
+
+    def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
+        """(operation, payload, a file descriptor sent with it or None)."""
+        fd = None
+        if with_fd and not self.buffer:
+            self._wait()
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
+            if not data:
+                raise WireError("the other side went away")
+            self.buffer += data
+            fd = fds[0] if fds else None
+        while len(self.buffer) < HEADER.size:
+            self._more()
+        op, n = HEADER.unpack_from(self.buffer)
+        if n > MAX_MESSAGE:
+            raise WireError("a message too long")
+        while len(self.buffer) < HEADER.size + n:
+            self._more()
+        payload = bytes(self.buffer[HEADER.size:HEADER.size + n])
+        del self.buffer[:HEADER.size + n]
+        return op, payload, fd
+
+    def _more(self) -> None:
+        self._wait()
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except OSError as e:
+            raise WireError(f"the other side went away ({e})") from None
+        if not chunk:
+            raise WireError("the other side went away")
+        self.buffer += chunk
+        if len(self.buffer) > MAX_MESSAGE + HEADER.size:
+            raise WireError("a message too long")
+
+    def pending(self) -> bool:
+        """Whether a whole message is already buffered (select would not see it)."""
+        if len(self.buffer) < HEADER.size:
+            return False
+        return len(self.buffer) >= HEADER.size + HEADER.unpack_from(self.buffer)[1]
+
+    def _wait(self) -> None:
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            raise TimeoutError("no message in time")

@@ -1,0 +1,153 @@
+"""The grader's hardware (vmlab/hardware.py): the machine a VMM runs on lives in the grading
+process, the worker reaches it per trap over wire.py, and what the worker says of the hardware
+is checked against what it did (reconcile.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vmlab import worker_view
+from vmlab.hardware import Abort, Hardware
+from vmlab.properties.guests import as_request, run_bare
+from vmlab.sandbox import HARNESS_ENV, Worker
+from vmlab.strategies.programs import SystemProgram, system_programs
+from vmlab.wire import CALL, NEW, RUN, Changes, Channel, Trapped
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTION = REPO / "solution"
+U32 = st.integers(0, 0xFFFF_FFFF)
+
+
+# ----- the wire -------------------------------------------------------------------------------
+
+@given(st.lists(U32, min_size=32, max_size=32), st.lists(st.tuples(st.integers(0, 0xFFF), U32)),
+       st.lists(st.tuples(st.none() | U32, st.none() | U32,
+                          st.sampled_from(["S"]) | st.tuples(st.just("V"),
+                                                             st.integers(0, 0x3FFF)))),
+       st.sets(st.integers(0, 1 << 20)), st.none() | st.integers(0, (1 << 64) - 1),
+       st.none() | U32, st.booleans(), st.text(max_size=20))
+def test_changes_cross_the_wire_unchanged(x, writes, fences, pages, stimecmp, pc, sret, label):
+    c = Changes(x, writes, fences, pages, stimecmp, pc, sret, label)
+    assert Changes.unpack(c.pack()) == c
+
+
+@given(st.lists(U32, min_size=32, max_size=32), st.integers(0, 1 << 40), U32, U32)
+def test_a_trap_crosses_the_wire_unchanged(x, instret, cause, tval):
+    t = Trapped(cause, tval, 0x8040_0000, 0, True, 0x8000_1000, x, 0x8040_0004, 1, instret,
+                instret + 7, {0x100: 0x20, 0x141: 0x8040_0000}, 1 << 63)
+    back = Trapped.unpack(t.pack())
+    assert (back.x, back.instret, back.cause, back.tval, back.csrs[0x141]) == \
+        (x, instret, cause, tval, 0x8040_0000)
+
+
+# ----- the hardware takes nothing it cannot -----------------------------------------------------
+
+@settings(max_examples=300)
+@given(st.sampled_from([NEW, RUN, CALL, 99]), st.binary(max_size=300))
+def test_nonsense_from_the_worker_is_refused_not_obeyed(op, payload):
+    """Whatever bytes a worker sends, the hardware refuses them (Abort: the worker is killed)
+    or serves them; it never fails in another way, which would be the grader failing."""
+    ours, theirs = socket.socketpair()
+    hardware = Hardware(Channel(ours))
+    hardware.begin("guest", {"host_steps": 100})
+    try:
+        hardware.serve(op, payload)
+    except Abort:
+        pass
+    finally:
+        ours.close()
+        theirs.close()
+
+
+# ----- the worker's machine has no hardware in it ---------------------------------------------
+
+def test_the_workers_machine_package_has_no_interpreter(tmp_path: Path) -> None:
+    out = worker_view.build(SOLUTION / "machine", tmp_path)
+    assert not {"execute.py", "blocks.py", "snapshot.py", "memory.py"} & \
+        {p.name for p in out.iterdir()}
+    probe = textwrap.dedent("""
+        import importlib.util, json, sys
+        sys.path.insert(0, ".")
+        import machine, machine.hart, machine.mmu, machine.sbi
+        from machine import Machine, Program, Stop, TrapEvent, csr, fdt
+        from machine.mmu import PTE_V, Permissions
+        print(json.dumps({"hart": hasattr(machine.hart, "Hart"), "mmu": hasattr(machine.mmu, "MMU"),
+                          "firmware": hasattr(machine.sbi, "firmware"),
+                          "machine": Machine.__module__,
+                          "engine": [n for n in ("machine.execute", "machine.blocks")
+                                     if importlib.util.find_spec(n)]}))
+    """)
+    got = json.loads(subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path,
+                                    capture_output=True, text=True, check=True).stdout)
+    assert got == {"hart": False, "mmu": False, "firmware": False,
+                   "machine": "machine.remote", "engine": []}
+
+
+def test_the_hardware_runs_only_guests_never_s_mode(tmp_path: Path) -> None:
+    """A worker that asks the hardware to run a program in S-mode (the bare machine, with the
+    firmware answering its SBI calls) gets a stop, not a bare run."""
+    worker_view.build(SOLUTION / "machine", tmp_path)
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, ".")
+        from machine import remote
+        remote.connect(int(sys.argv[1]))
+        from machine import Machine
+        m = Machine(ram_size=1 << 20)
+        m.write_phys(0x8000_0000, bytes.fromhex("13000000" * 4 + "93088000" + "73000000"))
+        m.pc = 0x8000_0000
+        print(m.run(100))
+    """)
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([sys.executable, "-I", "-c", script, str(theirs.fileno())],
+                            cwd=tmp_path, pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE,
+                            text=True)
+    theirs.close()
+    hardware = Hardware(Channel(ours))
+    hardware.begin("guest", {"host_steps": 100})
+    for _ in range(2):  # NEW, then RUN
+        op, payload, _ = hardware.channel.receive()
+        hardware.serve(op, payload)
+    out, _ = proc.communicate(timeout=30)
+    assert out.startswith("handler-error") and "S-mode" in out, out
+    assert hardware.record.retired == 0
+
+
+# ----- the same VMM, in the worker's process or on the grader's hardware -------------------------
+
+@pytest.fixture(scope="module")
+def workers():
+    made = {}
+    saved = os.environ.get(HARNESS_ENV)
+    for mode in ("inprocess", "remote"):
+        os.environ[HARNESS_ENV] = mode
+        made[mode] = Worker(SOLUTION, timeout=60)
+    if saved is None:
+        os.environ.pop(HARNESS_ENV)
+    else:
+        os.environ[HARNESS_ENV] = saved
+    yield made
+    for w in made.values():
+        w.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(system_programs(max_sections=4), st.sampled_from(["shadow", "nested"]))
+def test_the_grader_s_hardware_runs_a_guest_as_the_worker_s_own_did(workers, p: SystemProgram,
+                                                                    paging: str) -> None:
+    """Every whole-guest answer, counts and all, is the same whichever process runs the
+    hardware: the remote machine is the machine."""
+    request = as_request(p, paging)
+    request["steps"] = run_bare(p)["instret"] + 200
+    here = workers["inprocess"].call("guest", request)
+    there = workers["remote"].call("guest", request)
+    assert there == here
