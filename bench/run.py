@@ -312,6 +312,31 @@ def sandbox_rows(repeat: int = 3) -> None:
     print(f"  {'without bubblewrap':<40} {without:6.1f} s wall   ratio {with_ / without:.2f}")
 
 
+def harness_rows(repeat: int = 3) -> None:
+    """`vmlab grade solution` with the hardware in the grading process (the harness, issue 17)
+    and with the machine in the worker's own process as before it, alternated in one run: what
+    a round trip per trap costs. Wall seconds (as the sandbox's rows, for the same reason)."""
+    import os
+    import tempfile
+
+    from vmlab.sandbox import HARNESS_ENV
+    print("the harness: vmlab grade solution, every test, the hardware in the grading process "
+          f"and in the worker (wall seconds; median of {repeat}, alternated)")
+    times: dict[str, list[float]] = {"hardware in the grading process": [],
+                                     "machine in the worker (before)": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["grade", str(REPO / "solution"), "--out", str(Path(tmp) / "s.json")]
+        for _ in range(repeat):
+            for name, value in zip(times, ("remote", "inprocess"), strict=True):
+                os.environ[HARNESS_ENV] = value
+                times[name].append(measure_command(args, Path(tmp))[0])
+        os.environ.pop(HARNESS_ENV, None)
+    remote, inprocess = (statistics.median(t) for t in times.values())
+    print(f"  {'hardware in the grading process':<40} {remote:6.1f} s wall   "
+          f"ratio {remote / inprocess:.2f}")
+    print(f"  {'machine in the worker (before)':<40} {inprocess:6.1f} s wall")
+
+
 def generation_rows(examples: int = 300, repeat: int = 3) -> None:
     """How long hypothesis takes to generate each property's examples, the test body empty:
     the part of a grading test that is neither the worker nor the bare machine."""
@@ -351,6 +376,8 @@ def batch_rows(argv: list[str]) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["batch"]:  # this section alone
         return batch_rows(sys.argv[2:])
+    if sys.argv[1:2] == ["harness"]:  # this section alone
+        return harness_rows(int(sys.argv[2]) if sys.argv[2:] else 3)
     rows = [
         ("countdown loop, paging off", COUNTDOWN, 1_000_000, True),
         ("compute loop, paging off", KERNEL, 200_000, True),
@@ -371,6 +398,7 @@ def main() -> None:
     generation_rows()
     grader_rows()
     sandbox_rows()
+    harness_rows()
     batch_rows([])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak resident memory of this whole benchmark: {rss:.0f} MB")

@@ -299,14 +299,25 @@ def _shared_file(size: int) -> int:
 
 
 def _trapped(m: Any, event: Any) -> Trapped:
-    from machine import csrs
     h = m.hart
-    read = csrs.read
-    return Trapped(
-        event.cause if event else 0, event.tval if event else 0, event.pc if event else 0,
-        event.mode if event else 0, event.virtual if event else False,
-        event.gpa if event else 0, h.x, h.pc, h.mode, h.instret, h.time(),
-        {n: read(h, n) for n in SNAPSHOT_CSRS}, h.stimecmp)
+    csrs = {n: getattr(h, field) for n, field in _snapshot_fields()}
+    csrs[0x144] = 0x20 if h.time() >= h.stimecmp else 0  # sip.STIP: the timer is pending
+    if event is None:
+        return Trapped(0, 0, 0, 0, False, 0, h.x, h.pc, h.mode, h.instret, h.time(), csrs,
+                       h.stimecmp)
+    return Trapped(event.cause, event.tval, event.pc, event.mode, event.virtual, event.gpa,
+                   h.x, h.pc, h.mode, h.instret, h.time(), csrs, h.stimecmp)
+
+
+_FIELDS: list[tuple[int, str]] = []
+
+
+def _snapshot_fields() -> list[tuple[int, str]]:
+    """The hart's fields behind the snapshot's CSRs (all but sip, which is worked out)."""
+    if not _FIELDS:
+        from machine import csrs
+        _FIELDS.extend((n, csrs._FIELD[n]) for n in SNAPSHOT_CSRS if n != 0x144)
+    return _FIELDS
 
 
 def _apply(box: _Box, c: Changes) -> None:

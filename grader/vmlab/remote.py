@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import csrs as _csrs
 from .board import RAM_BASE, RAM_SIZE_DEFAULT
 from .hart import Halt, TrapEvent
 from .machine import EXIT_CODES, Stop
@@ -181,6 +182,8 @@ class Machine:
 
     def set_csrs(self, writes: Iterable[tuple[int, int]]) -> None:
         for num, value in writes:
+            if num not in _csrs._FIELD:  # as the machine's own write_many fails, at once
+                raise KeyError(num)
             self._changes.csr_writes.append((num, value))
             self._written.add(num)
 
