@@ -18,7 +18,7 @@ MAX_FOREIGN = 20
 
 def check(probe: str, args: dict, result: dict, record: dict) -> str | None:
     fn = {"guest": _guest, "isolation": _isolation, "translate": _translate,
-          "flush": _flush}.get(probe)
+          "flush": _flush, "ipc_guests": _ipc_guests}.get(probe)
     return fn(args, result, record) if fn else None
 
 
@@ -48,6 +48,11 @@ def _guest(args: dict, result: dict, record: dict) -> str | None:
     result["counts"]["native"] = record["retired"]
     return _host_stop(result, record) or _retired(result["vcpu"]["instret"], record,
                                                  "the guest")
+
+
+def _ipc_guests(args: dict, result: dict, record: dict) -> str | None:
+    return _host_stop(result, record) or _retired(
+        sum(g["vcpu"]["instret"] for g in result["guests"]), record, "the guests together")
 
 
 def _isolation(args: dict, result: dict, record: dict) -> str | None:

@@ -129,6 +129,33 @@ def probe_guest(a: dict) -> dict:
             "counts": counts}
 
 
+def probe_ipc_guests(a: dict) -> dict:
+    """Guests joined by channels: how each ends, as probe_guest reports one."""
+    from vmm import VMM
+    vmm = VMM(host_memory=a.get("host_memory", 128 << 20))
+    guests = []
+    for spec in a["guests"]:
+        g = vmm.create_guest(_program(spec["segments"], spec["pc"]), spec["name"],
+                             memory=a["memory"], paging=spec["paging"])
+        guests.append(g)
+    for sender, receiver, capacity in a["channels"]:
+        vmm.connect(guests[sender], guests[receiver], capacity)
+    spent, stop = 0, None
+    while any(g.stop is None for g in guests) and spent < a["host_steps"]:
+        stop = vmm.run(a["host_steps"] - spent)
+        spent = a["host_steps"] if stop.reason == "budget" else spent
+        if stop.reason != "budget":
+            break
+    out = []
+    for g, spec in zip(guests, a["guests"], strict=True):
+        digests, full = _pages(g, spec.get("expect_pages", {}))
+        out.append({"stop": _stop(g), "vcpu": _vcpu_state(g.vcpu),
+                    "console": bytes(g.console).hex(), "pages": digests, "full_pages": full})
+    host = {"reason": stop.reason, "detail": stop.detail[:4000]} if stop else {
+        "reason": "budget", "detail": ""}
+    return {"host_stop": host, "guests": out}
+
+
 def probe_isolation(a: dict) -> dict:
     """An attacker and a second guest share the host, each holding a secret; the second guest
     idles, or attacks too. Which host pages were written on whose behalf, by whom they are
@@ -774,7 +801,7 @@ def probe_ipc_batch(a: dict) -> dict:
     return {"answers": [_ipc_operation(op) for op in a["ops"]]}
 
 
-HEAVY = {"guest", "isolation", "translate", "flush"}
+HEAVY = {"guest", "isolation", "translate", "flush", "ipc_guests"}
 PROBES = {name[len("probe_"):]: fn for name, fn in globals().items()
           if name.startswith("probe_")}
 

@@ -8,6 +8,7 @@ grader process never imports the student's `vmm`.
     trap_parts.py   trap-dispatch, reflect, emulate, counter-read, sret-wfi, hypercall
     composition.py  translation through shadow tables and the G-stage; shadow-flush
     guests.py       whole guests: equivalence, efficiency, isolation
+    ipc_guests.py   whole guests that talk over the VMM's channels
     ipc.py          bounded-buffer, and the IPC state machine
 """
 
@@ -65,7 +66,7 @@ def register(p: Property) -> Property:
 
 def load() -> dict[str, Property]:
     """Import every property module (they register themselves) and return the registry."""
-    from . import composition, guests, ipc, trap_parts  # noqa: F401
+    from . import composition, guests, ipc, ipc_guests, trap_parts  # noqa: F401
     return REGISTRY
 
 

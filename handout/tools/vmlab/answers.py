@@ -58,6 +58,8 @@ SHAPES: dict[str, dict] = {  # isolation's optional `owners` is added below
                                                         "minItems": 2, "maxItems": 2}},
                       pages=DIGESTS, full_pages=DIGESTS,
                       native=INT, attacker_instret=INT),
+    "ipc_guests": _obj(host_stop=HOST_STOP, guests={"type": "array", "items": _obj(
+        stop=STOP, vcpu=VCPU, console=TEXT, pages=DIGESTS, full_pages=DIGESTS)}),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
     "flush": _obj(still_mapped={"type": "array", "items": INTS}, cached=INT),
     # each call: the handler, its integer arguments, how it ended (["returned"], ["fault",
