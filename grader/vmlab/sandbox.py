@@ -248,15 +248,28 @@ class Worker:
             raise WorkerFailure("timeout", "no answer in time: an endless loop, or an endless "
                                            "recursion, in the VMM's Python code?") from None
         except WireError as e:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise WorkerFailure("crash", _death(self.proc.returncode)) from None
+            status = self._status()
+            if status is not None:  # its link closed because it died: say how
+                raise WorkerFailure("crash", _death(status)) from None
             raise WorkerFailure("garbled", f"the worker broke its link to the hardware "
                                 f"({e})") from None
         except Abort as e:
             if e.kind == "timeout":
                 raise WorkerFailure("timeout", e.detail + ": an endless loop in the VMM's "
                                     "Python code?") from None
-            raise WorkerFailure(e.kind, e.detail) from None
+            status = self._status() if e.kind == "crash" else None
+            raise WorkerFailure(e.kind, _death(status) if status is not None else e.detail) \
+                from None
+
+    def _status(self) -> int | None:
+        """The worker's exit status, waiting a moment for a worker on its way out; None while
+        it lives."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return None
 
 
 def _death(status: int) -> str:
