@@ -525,3 +525,26 @@ def test_the_replay_command_reproduces_the_failure(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "FAILS: `sepc`" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("shown", ["never", "failing-visible"])
+def test_what_the_student_printed_is_shown_only_where_the_rubric_says(tmp_path: Path,
+                                                                      shown: str) -> None:
+    """A reflect that prints and gets sepc wrong: its output appears under the visible test it
+    fails when the rubric says so, trimmed to its last lines, and never otherwise: never under
+    a hidden test, nor under a test it passes."""
+    sub = hostile(tmp_path, "    print('debugging-line', cause)\n" + "    print('filler')\n" * 40)
+    text = (sub / "vmm/trap.py").read_text()
+    (sub / "vmm/trap.py").write_text(text.replace("v.sepc = v.pc & ~3", "v.sepc = v.pc + 4", 1))
+    rubric = dataclasses.replace(RUBRIC, student_output=shown)
+    tests = [t for t in rubric.tests if t.part in ("reflect", "bounded-buffer")]
+    results = grade(tmp_path, sub, tests, rubric)
+    out = {t["name"].rsplit("[", 1)[-1].rstrip("]"): t for t in results["tests"]}
+    assert out["reflect"]["score"] == 0 and out["reflect-hidden"]["score"] == 0
+    printed = "Your code printed" in out["reflect"]["output"]
+    assert printed == (shown == "failing-visible"), out["reflect"]["output"]
+    assert "Your code printed" not in out["reflect-hidden"]["output"]
+    assert all("Your code printed" not in t["output"] for t in results["tests"]
+               if t["score"] == t["max_score"])
+    if printed:
+        assert 0 < out["reflect"]["output"].count("filler") <= 30  # its last lines only

@@ -261,6 +261,27 @@ class Worker:
             raise WorkerFailure(e.kind, _death(status) if status is not None else e.detail) \
                 from None
 
+    def output_mark(self) -> int:
+        """Where the student's output (the worker's stderr file) ends now."""
+        try:
+            return self.stderr_path.stat().st_size
+        except OSError:
+            return 0
+
+    def output_since(self, mark: int, lines: int = 30, limit: int = 3000) -> str:
+        """What the student's code printed since `mark`: its last `lines` lines, at most
+        `limit` characters (a restarted worker starts its file afresh: then all of it)."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                size = f.seek(0, 2)
+                start = mark if mark <= size else 0
+                f.seek(max(start, size - 64 * 1024))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        kept = "\n".join(text.rstrip().splitlines()[-lines:])
+        return kept[-limit:].replace("```", "` ` `")  # not our fence
+
     def _status(self) -> int | None:
         """The worker's exit status, waiting a moment for a worker on its way out; None while
         it lives."""

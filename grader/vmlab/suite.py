@@ -352,15 +352,18 @@ def build(rubric: Rubric, worker: Any, tests: list[Test], run_deadline: float,
     for test in tests:
         prop = props[test.property]
         methods[f"test_{test.number.zfill(3)}_{test.id.replace('-', '_')}"] = _method(
-            prop, test, worker, run_deadline, pending, log)
+            prop, test, worker, run_deadline, pending, log,
+            rubric.student_output == "failing-visible" and test.visible)
     case = type("VMLab", (unittest.TestCase,), methods)
     return unittest.TestLoader().loadTestsFromTestCase(case)
 
 
 def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
-            pending: dict[str, int], log: Callable[[str], None]) -> Callable:
+            pending: dict[str, int], log: Callable[[str], None],
+            show_output: bool = False) -> Callable:
     def method(self: unittest.TestCase) -> None:
         start = time.monotonic()
+        mark = worker.output_mark() if show_output else 0
         # a slow machine must not leave the last tests unrun: each test may use at most its
         # share (by examples) of the time left for the run, as well as its own limit
         share = (run_deadline - start) * test.examples / max(1, sum(pending.values()))
@@ -398,6 +401,10 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
             found = tally.found(test)
             if not notes and not prop.stateful:
                 notes = tally.note()  # cut short by the time limit: replay the last failure
+            printed = worker.output_since(mark) if show_output else ""
+            if printed:
+                drawn = ("**Your code printed** (its last lines while this test ran):\n\n"
+                         f"```\n{printed}\n```\n\n" + drawn)
             raise MarkdownFailure(feedback.failure(prop, test.id, failure, notes, test.visible,
                                                    test.part, found) + "\n\n" + drawn)
         print(f"Passed on {ran} generated examples.")

@@ -47,6 +47,9 @@ class Rubric:
     # "development": the hidden tests' seeds are the public ones written here; "offering": they
     # were derived from the course offering's secret (offering.py)
     hidden_seeds: str = "development"
+    # what a student's code printed: "never" shown, or shown under a visible test it fails
+    # (hidden tests never show it: their examples are not for students)
+    student_output: str = "never"
 
 
 def schema() -> dict:
@@ -90,7 +93,7 @@ def load(path: Path | None = None) -> Rubric:
     lab = data["lab"]
     return Rubric(lab["title"], lab["time_limit"], lab["example_time_limit"],
                   tuple(lab["editable"]), parts, tuple(tests), path,
-                  lab.get("hidden_seeds", "development"))
+                  lab.get("hidden_seeds", "development"), lab.get("student_output", "never"))
 
 
 def _field(path: list) -> str:
