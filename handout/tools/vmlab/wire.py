@@ -59,19 +59,41 @@ class Trapped:
     SIZE = _TRAP.size
 
     def pack(self) -> bytes:
-        return _TRAP.pack(self.cause & M32, self.tval & M32, self.pc & M32, self.mode & 1,
-                          int(self.virtual), self.gpa & ((1 << 64) - 1),
-                          *(v & M32 for v in self.x), self.hart_pc & M32, self.hart_mode & 1,
-                          self.instret, self.time,
-                          *(self.csrs.get(n, 0) & M32 for n in SNAPSHOT_CSRS),
-                          self.stimecmp & ((1 << 64) - 1))
+        csrs = self.csrs
+        values = (self.cause, self.tval, self.pc, self.mode, int(self.virtual), self.gpa,
+                  *self.x, self.hart_pc, self.hart_mode, self.instret, self.time,
+                  *[csrs.get(n, 0) for n in SNAPSHOT_CSRS], self.stimecmp)
+        try:  # every trap: the hardware's values fit; masking each costs more than the rest
+            return _TRAP.pack(*values)
+        except struct.error:
+            return _TRAP.pack(*(v & w for v, w in zip(values, _TRAP_WIDTHS, strict=True)))
 
     @classmethod
     def unpack(cls, data: bytes) -> Trapped:
         v = _TRAP.unpack(data)
-        csrs = dict(zip(SNAPSHOT_CSRS, v[42:42 + len(SNAPSHOT_CSRS)], strict=True))
         return cls(v[0], v[1], v[2], v[3], bool(v[4]), v[5], list(v[6:38]), v[38], v[39],
-                   v[40], v[41], csrs, v[-1])
+                   v[40], v[41], dict(zip(SNAPSHOT_CSRS, v[42:-1], strict=True)), v[-1])
+
+
+def _widths(fmt: str) -> tuple[int, ...]:
+    """The mask of each field of a struct format like "<IIB32I": what fits it."""
+    import re
+    out: list[int] = []
+    for count, code in re.findall(r"(\d*)([IBQHqi])", fmt):
+        out += [{"I": M32, "B": 0xFF, "Q": (1 << 64) - 1, "H": 0xFFFF}.get(code, -1)] * \
+            int(count or 1)
+    return tuple(out)
+
+
+_TRAP_WIDTHS = _widths(_TRAP.format)
+_WRITES: dict[int, struct.Struct] = {}
+
+
+def _writes_struct(n: int) -> struct.Struct:
+    s = _WRITES.get(n)
+    if s is None:
+        s = _WRITES[n] = struct.Struct("<" + "HI" * n)
+    return s
 
 
 @dataclass
@@ -93,13 +115,23 @@ class Changes:
         flags = (SRET if self.sret else 0) | (SET_PC if self.pc is not None else 0) | \
             (SET_STIMECMP if self.stimecmp is not None else 0)
         pages = sorted(self.pages)
-        out = [_RESUME_HEAD.pack(*(v & M32 for v in self.x), flags, (self.pc or 0) & M32,
-                                 (self.stimecmp or 0) & ((1 << 64) - 1), len(self.csr_writes),
-                                 len(self.fences), len(pages))]
-        out += [_CSR_WRITE.pack(n & 0xFFFF, v & M32) for n, v in self.csr_writes]
-        out += [_FENCE.pack(-1 if va is None else va & M32, -1 if asid is None else asid & M32,
-                            _context(ctx)) for va, asid, ctx in self.fences]
-        out.append(struct.pack(f"<{len(pages)}I", *pages))
+        writes = self.csr_writes
+        head = (*self.x, flags, self.pc or 0, self.stimecmp or 0, len(writes),
+                len(self.fences), len(pages))
+        flat = [v for w in writes for v in w]
+        try:  # a VMM's values fit, unless it has a bug: then each is cut to its width
+            out = [_RESUME_HEAD.pack(*head), _writes_struct(len(writes)).pack(*flat)]
+        except struct.error:
+            out = [_RESUME_HEAD.pack(*(v & w for v, w in zip(head, _HEAD_WIDTHS,
+                                                             strict=True))),
+                   _writes_struct(len(writes)).pack(
+                       *(v & (0xFFFF if i % 2 == 0 else M32) for i, v in enumerate(flat)))]
+        if self.fences:
+            out += [_FENCE.pack(-1 if va is None else va & M32,
+                                -1 if asid is None else asid & M32, _context(ctx))
+                    for va, asid, ctx in self.fences]
+        if pages:
+            out.append(struct.pack(f"<{len(pages)}I", *pages))
         out.append(self.label.encode()[:200])
         return b"".join(out)
 
@@ -108,20 +140,24 @@ class Changes:
         head = _RESUME_HEAD.unpack_from(data)
         x, (flags, pc, stimecmp, ncsr, nfence, npage) = list(head[:32]), head[32:]
         at = _RESUME_HEAD.size
-        writes = [_CSR_WRITE.unpack_from(data, at + i * _CSR_WRITE.size) for i in range(ncsr)]
-        at += ncsr * _CSR_WRITE.size
-        fences = []
+        flat = _writes_struct(ncsr).unpack_from(data, at)
+        writes = list(zip(flat[::2], flat[1::2], strict=True))
+        at += 6 * ncsr
+        fences: list[tuple[int | None, int | None, object]] = []
         for i in range(nfence):
             va, asid, ctx = _FENCE.unpack_from(data, at + i * _FENCE.size)
             fences.append((None if va < 0 else va, None if asid < 0 else asid,
                            "S" if ctx < 0 else ("V", ctx)))
         at += nfence * _FENCE.size
-        pages = set(struct.unpack_from(f"<{npage}I", data, at))
+        pages = set(struct.unpack_from(f"<{npage}I", data, at)) if npage else set()
         at += 4 * npage
-        return cls(x, [tuple(w) for w in writes], fences, pages,
+        return cls(x, writes, fences, pages,
                    stimecmp if flags & SET_STIMECMP else None,
                    pc if flags & SET_PC else None, bool(flags & SRET),
                    data[at:at + 200].decode(errors="replace"))
+
+
+_HEAD_WIDTHS = _widths(_RESUME_HEAD.format)
 
 
 def _context(ctx: object) -> int:
