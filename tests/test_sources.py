@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vmlab.strategies import pagetables as pt
+from vmlab.strategies import programs as pr
 from vmlab.strategies.sources import RECORD_BITS, RecordSource
 
 RANGES = st.tuples(st.integers(-2**40, 2**40), st.integers(0, 2**40)).map(
@@ -62,3 +63,15 @@ def test_tables_from_records_stay_in_their_pages(data: st.DataObject) -> None:
     for _ in range(5):
         va, access, priv, _sum, _mxr = pt.request_from(RecordSource(data.draw), t)
         assert 0 <= va <= 0xFFFF_FFFF and access in (0, 1, 2) and priv in (0, 1)
+
+
+@pytest.mark.parametrize("low", range(8))
+def test_a_small_record_decides_paging_and_churn_as_a_large_one(low: int) -> None:
+    """Hypothesis draws some records small (their high bits zero) and copies a record into
+    many examples: whether a program pages and churns is read from a record's lowest bits, so
+    that a small record churns as often as any."""
+    small = pr.setting_from(fixed(low), None, ("shutdown",))
+    large = pr.setting_from(fixed(low | (1 << RECORD_BITS) - 8), None, ("shutdown",))
+    assert (small.paging, small.churn is None) == (large.paging, large.churn is None)
+    assert sum(pr.setting_from(fixed(v), None, ("shutdown",)).churn is not None
+               for v in range(8)) == 3  # of the 4 settings that page

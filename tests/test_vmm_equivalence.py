@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from machine import Machine, Program, Segment, csr
 from machine.snapshot import CSR_FIELDS
+from vmlab import worker
+from vmlab.strategies import programs as pr
 from vmlab.strategies.programs import SystemProgram, system_programs
 from vmm import VMM
 from vmm.vcpu import VirtualCPU
@@ -84,3 +87,64 @@ def test_satp_field_names_are_the_machines() -> None:
     assert {"sstatus", "sie", "stvec", "sepc", "scause", "stval", "satp", "stimecmp"} <= set(
         GUEST_CSRS)
     assert csr.SATP in csr.NUMBERS
+
+
+# ----- churns: what they must reach -------------------------------------------------------------
+
+DATA_PAGES = st.sampled_from((pr.DATA_U, pr.DATA_S))
+
+
+@given(page=DATA_PAGES, bits=st.integers(0, (1 << 64) - 1))
+def test_a_churns_second_pte_is_composed_otherwise(page: int, bits: int) -> None:
+    """A fill that remembers what it composed for one of a churn's two PTEs is wrong for the
+    other: the other frame, or the same frame with stores allowed where the first forbids them
+    (or the reverse), or a first PTE that does not fill at all."""
+    first, rest = pr._data_pte(page, bits)
+    changed = pr._changed_pte(page, first, rest)
+    flags = changed & 0x3FF
+    assert flags & pr.PTE_V and flags & pr.PTE_R and bool(flags & pr.PTE_U) == (page == pr.DATA_U)
+    frame = changed >> 10 << 12
+    assert frame in (pr.DATA_U, pr.DATA_S)  # RAM, below 4 GiB: it fills
+    loads = first >> 30 == 0 and first & (pr.PTE_V | pr.PTE_R | pr.PTE_A) == (
+        pr.PTE_V | pr.PTE_R | pr.PTE_A)  # in RAM, and loads may use it
+    assert (not loads or frame != first >> 10 << 12
+            or _stores(first) != _stores(changed)), (hex(first), hex(changed))
+
+
+def _stores(pte: int) -> bool:
+    return pte & pr.RW_AD == pr.RW_AD
+
+
+def churn_program(bits: int, data_u: int, data_s: int) -> SystemProgram:
+    """A churn (churn_words, with its storm) at the start of a paging program that then shuts
+    down, with the data pages' permissions given."""
+    setting = pr.Setting(True, "shutdown", 0, None, (0, 1, 2, 3), data_u | pr.PTE_U, data_s, 0,
+                         5, 0, 0, (1 << 64) - 1, 0, 0, 0, None)
+    words = pr.churn_words(bits) + [pr.encode("addi", 17, 0, imm=8), pr.FIXED["ecall"]]
+    code = [pr.CODE_FRAMES + 0x1000 * f for f in range(pr.CODE_PAGES)]
+    segments = [(code[0], pr._words_bytes(words)),
+                (pr.HANDLER, pr._words_bytes(pr.handler_words(None))),
+                *pr._page_table(setting, code)]
+    regs = tuple(pr.DATA_S if i == pr.DATA_BASE_REG else 0 for i in range(32))
+    csrs = ((pr.CSR["stvec"], pr.HANDLER), (pr.CSR["satp"], 1 << 31 | 5 << 22 | pr.PT_ROOT >> 12))
+    return SystemProgram(tuple(segments), pr.MachineState(regs, pr.S_CODE, 1, csrs), True,
+                         frozenset({"churn"}))
+
+
+@settings(max_examples=10)
+@given(bits=st.integers(0, (1 << 64) - 1), data_u=st.sampled_from(pr.DATA_FLAGS),
+       data_s=st.sampled_from(pr.DATA_FLAGS))
+def test_a_churn_flushes_more_often_than_a_leaking_vmm_has_frames(bits: int, data_u: int,
+                                                                 data_s: int) -> None:
+    """Every flush of a shadow that leaks a table a flush (and uses one, its code's) takes a
+    frame of the grader's VMM memory for good: one churn takes them all."""
+    p = churn_program(bits, data_u, data_s)
+    assert observe_bare(p)["stop"] == "shutdown"
+    v = VMM()
+    g = v.create_guest(Program([Segment(a, d) for a, d in p.segments], entry=p.state.pc),
+                       memory=GUEST_RAM, paging="shadow")
+    p.state.apply(g.vcpu)
+    v.run(100_000)
+    assert g.stop is not None and g.stop.reason == "shutdown", g.stop
+    frames = worker.VMM_MEMORY // 4096 - 16  # past the host's boot data
+    assert g.shadow.flushes > frames, g.shadow.flushes

@@ -719,9 +719,7 @@ def paging_from_bits(bits: int) -> Group:
         # satp toggled between the two roots, each with its own ASID (bit 8 flipped with the
         # root): TLB entries tagged with an ASID always match its root's tables, so the switch
         # needs no fence on the bare machine, and gets one only half the time
-        return (encode("csrrs", a, 0, imm=CSR["satp"]), *li(b, SATP_TOGGLE),
-                encode("xor", a, a, b), encode("csrrw", 0, a, imm=CSR["satp"]),
-                *((encode("sfence.vma", 0, 0, 0),) if bits & 1 else ()))
+        return tuple(_satp_toggle(a, b, bool(bits & 1)))
     va, bits = _take(bits, 2)
     table, bits = _take(bits, 2)
     page = (DATA_U, DATA_S)[va]
@@ -747,44 +745,100 @@ def _pte_write(a: int, b: int, table: int, page: int, pte: int, fence_all: bool)
             encode("sw", 0, a, b, imm=0), *fence)
 
 
-def churn_words(iterations: int, bits: int) -> list[int]:
-    """A long run of address-space changes, hundreds of flushes: a counted loop around either
-    two satp switches, each followed by a load from one data page and a store to the other
-    (the other way round after the second);
-    or two different PTEs in turn for one data page (another frame, other permissions: an
-    upgrade to writable), each followed by a load and a store to that page. A VMM whose tables
-    leak runs out of frames; one that keeps a stale composition shows it."""
-    kind, bits = _take(bits, 3)  # a third satp switches, two thirds PTE changes
-    r, bits = _take(bits, len(FREE_REGS))
-    reg = FREE_REGS[r]
-    others = tuple(x for x in FREE_REGS if x != reg)
-    a, bits = _take(bits, len(others))
-    b, bits = _take(bits, len(others))
-    a, b = others[a], others[(a + 1 + b % (len(others) - 1)) % len(others)]
+def churn_words(bits: int, storm: bool = True) -> list[int]:
+    """A run of address-space changes, dozens of flushes in a few hundred instructions: SUM
+    set (the accesses to DATA_U here are the kernel's), then two iterations of a loop that
+    gives one data page two PTEs in turn (one composed otherwise than the other:
+    _changed_pte) and after each rewrites, touches the page, switches satp to the other root
+    (whose data frames are swapped) and back, one of the two switches fenced, and after each
+    switch reads one data page and writes the other; then, with `storm`, STORM more switches
+    and back. A VMM that keeps a composition past a fence, or a shadow past a satp switch,
+    shows it in the first loop; a shadow VMM whose tables leak runs out of frames in the
+    second (whose switches cost a nested VMM, or one with memory to spare, time alone)."""
+    (acc, tmp, a, b, home, away), bits = _distinct_regs(6, bits)
     k, bits = _take(bits, 8)
-    s_off, u_off = 4 * k, -4 * (k + 1)  # from DATA_BASE_REG: into DATA_S, into DATA_U
-    body: list[int] = []
-    if kind == 0:
-        # each page is read under one root and written under the other: a shadow kept across
-        # the switch maps it to the other root's frame
-        for fence, (load, store) in ((bits & 1, (s_off, u_off)), (bits & 2, (u_off, s_off))):
-            body += [encode("csrrs", a, 0, imm=CSR["satp"]), *li(b, SATP_TOGGLE),
-                     encode("xor", a, a, b), encode("csrrw", 0, a, imm=CSR["satp"]),
-                     *((encode("sfence.vma", 0, 0, 0),) if fence else ()),
-                     encode("lw", reg, DATA_BASE_REG, imm=load),
-                     encode("addi", reg, reg, imm=1),
-                     encode("sw", 0, DATA_BASE_REG, reg, imm=store)]
-        return loop_words(LOOP_REG, iterations, body)
     which, bits = _take(bits, 2)
-    page, off = ((DATA_U, u_off), (DATA_S, s_off))[which]
-    for _ in range(2):
-        pte, bits = _data_pte(page, bits)
+    offsets = (-4 * (k + 1), 4 * k)  # from DATA_BASE_REG: into DATA_U, into DATA_S
+    page, here, there = (DATA_U, DATA_S)[which], offsets[which], offsets[1 - which]
+    first, bits = _data_pte(page, bits)
+    # the PTE that always fills comes first: a composition remembered from it is wrong at once
+    ptes = (_changed_pte(page, first, bits), first)
+    bits >>= 3
+    body: list[int] = []
+    for pte in ptes:
+        # under the other root the page read is the other frame, and the page written is
+        # read back after the switch home: a shadow kept across a switch shows either way
+        fenced = bits & 2
         body += [*_pte_write(a, b, PT_L0, page, pte, bool(bits & 1)),
-                 encode("lw", reg, DATA_BASE_REG, imm=off),
-                 encode("addi", reg, reg, imm=1),
-                 encode("sw", 0, DATA_BASE_REG, reg, imm=off)]
-        bits >>= 1
-    return loop_words(LOOP_REG, iterations, body)
+                 *_touch(acc, tmp, here, here), *_switch(away, not fenced),
+                 *_touch(acc, tmp, here, there), *_switch(home, bool(fenced)),
+                 *_touch(acc, tmp, there, here)]
+        bits >>= 2
+    prologue = [*li(a, SSTATUS_SUM), encode("csrrs", 0, a, imm=CSR["sstatus"]),
+                encode("csrrs", home, 0, imm=CSR["satp"]), *li(away, SATP_TOGGLE),
+                encode("xor", away, away, home)]
+    # each iteration keeps `acc` over the prologue's first word, which has run: where the
+    # code that follows cannot overwrite it, and the comparison of memory sees it (the loop's
+    # counter is set between the two)
+    back = len(prologue) + 1 + len(body)
+    body += [encode("auipc", b, imm=0), encode("sw", 0, b, acc, imm=-4 * back)]
+    words = prologue + loop_words(LOOP_REG, 2, body)
+    if storm:
+        words += loop_words(LOOP_REG, STORM // 2, [*_switch(away, False), *_switch(home, False)])
+    return words
+
+
+# Flushes of the storm: with the first loop's sixteen or more, past the 46 after which a VMM
+# that leaks a table a flush has run out of its 48 frames (worker.VMM_MEMORY). A satp write
+# is the cheapest flush there is: it enters the VMM twice (the write, and the refill of the
+# code page it flushed), where a flush of the first loop takes eight.
+STORM = 48
+
+
+def _switch(satp: int, fence: bool) -> list[int]:
+    return [encode("csrrw", 0, satp, imm=CSR["satp"]),
+            *((encode("sfence.vma", 0, 0, 0),) if fence else ())]
+
+
+def _touch(acc: int, tmp: int, load: int, store: int) -> list[int]:
+    """A load at `load` from DATA_BASE_REG added into `acc`, and `acc` stored at `store`: one
+    wrong load (the wrong frame, a fault missed or added) shows in every later value. (`tmp`
+    is set first: a load that faults leaves it as it was, and it was what a load from the
+    same word before gave, when nothing has been stored there since.)"""
+    return [encode("addi", tmp, acc, imm=1), encode("lw", tmp, DATA_BASE_REG, imm=load),
+            encode("add", acc, acc, tmp), encode("addi", acc, acc, imm=1),
+            encode("sw", 0, DATA_BASE_REG, acc, imm=store)]
+
+
+def _distinct_regs(n: int, bits: int) -> tuple[list[int], int]:
+    """`n` different registers of FREE_REGS, chosen by `bits`; and the bits left."""
+    left, chosen = list(FREE_REGS), []
+    for _ in range(n):
+        i, bits = _take(bits, len(left))
+        chosen.append(left.pop(i))
+    return chosen, bits
+
+
+def _satp_toggle(a: int, b: int, fence: bool) -> list[int]:
+    """satp switched to the other root and ASID (SATP_TOGGLE), maybe fenced after."""
+    return [encode("csrrs", a, 0, imm=CSR["satp"]), *li(b, SATP_TOGGLE), encode("xor", a, a, b),
+            encode("csrrw", 0, a, imm=CSR["satp"]),
+            *((encode("sfence.vma", 0, 0, 0),) if fence else ())]
+
+
+def _changed_pte(page: int, pte: int, bits: int) -> int:
+    """A PTE for data `page` in RAM that loads may use, composed otherwise than `pte`: the
+    other data frame, or the same frame with stores allowed where `pte` forbids them (an
+    upgrade) or forbidden where it allows them. Of two PTEs in turn, one then fills, and a
+    composition remembered from one of them is wrong for the other."""
+    frame = (pte >> 10 << 12) & M32
+    user = PTE_U if page == DATA_U else 0
+    if bits & 1:
+        other = DATA_S if frame == DATA_U else DATA_U
+        return (other >> 12) << 10 | READABLE[(bits >> 1) % len(READABLE)] | user
+    stores = pte & ~PTE_U == (frame >> 12) << 10 | RW_AD  # in RAM, loads and stores allowed
+    flags = READABLE[1 + (bits >> 1) % 2] if stores else RW_AD
+    return (frame >> 12) << 10 | flags | user
 
 
 PATCH_WORDS = (FIXED["ebreak"], 0, FIXED["ecall"])
@@ -819,7 +873,6 @@ def _patchable_section(draw: st.DrawFn, user: bool, min_size: int, max_size: int
 
 
 PATCH_COUNTS = st.integers(0, 3)
-CHURNS = st.integers(20, 200)
 
 
 @cache
@@ -911,7 +964,9 @@ def _put(table: bytearray, index: int, pte: int) -> None:
     table[index * 4:index * 4 + 4] = pte.to_bytes(4, "little")
 
 
-DATA_FLAGS = (PTE_V | PTE_R | PTE_W | PTE_A | PTE_D,) * 4 + (
+RW_AD = PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+READABLE = (RW_AD, PTE_V | PTE_R | PTE_A, PTE_V | PTE_R | PTE_W | PTE_A)  # the last: D clear
+DATA_FLAGS = (RW_AD,) * 4 + (
     PTE_V | PTE_R | PTE_A,  # read-only
     PTE_V | PTE_R | PTE_W | PTE_A,  # D clear: stores fault (Svade)
     PTE_V | PTE_R | PTE_W,  # A clear: every access faults
@@ -931,9 +986,29 @@ DATA_HIGHS = (0, 0, 0, 0, 0, 1, 2, 3)  # bits 33:32 of the data pages: mostly RA
 
 
 @dataclass(frozen=True)
+class Churn:
+    """A churn of the address space (churn_words) and the section it runs before."""
+
+    at: int
+    bits: int
+
+
+# Three paging programs in four churn. Hypothesis copies a setting's record whole into many
+# examples of a run (a visible test's sixty hold a dozen settings or so), and draws some records
+# small, their high bits zero: a churn drawn as a section kind, or from the record's later bits,
+# came up in no example at some seeds, and a fill that keeps stale compositions went unseen.
+CHURNS = (False, True, True, True)
+
+
+def churn_from(src: Source) -> Churn:
+    return Churn(src.integer(0, 3), src.integer(0, (1 << 64) - 1))
+
+
+@dataclass(frozen=True)
 class Setting:
     """What a system program runs in, as opposed to its code: paging and the data pages'
-    permissions, where it starts, how it ends, its timer, its CSRs, the frames of its code."""
+    permissions, where it starts, how it ends, its timer, its CSRs, the frames of its code; and
+    the churn of its address space, if any (the one part of its code chosen here: see CHURNS)."""
 
     paging: bool
     end: str
@@ -950,6 +1025,7 @@ class Setting:
     sie: int
     scounteren: int
     sscratch: int
+    churn: Churn | None
 
 
 def setting_from(src: Source, paging: bool | None, ends: Sequence[str]) -> Setting:
@@ -957,6 +1033,7 @@ def setting_from(src: Source, paging: bool | None, ends: Sequence[str]) -> Setti
     of them: they are a dozen small choices, and each draw costs hypothesis as much)."""
     if paging is None:
         paging = src.choice((False, True))
+    churns = paging and src.choice(CHURNS)  # in the record's low bits: see CHURNS
     end = src.choice(tuple(ends))
     pad = src.choice(PADS)
     if pad is None:
@@ -976,7 +1053,7 @@ def setting_from(src: Source, paging: bool | None, ends: Sequence[str]) -> Setti
     sie, scounteren = src.choice(SIES), src.integer(0, 7)
     sscratch = reg_value_from_bits(src.integer(0, (2 << 32) - 1))
     return Setting(paging, end, pad, rearm, frames, data_u, data_s, mega, asid, high, status,
-                   timer, sie, scounteren, sscratch)
+                   timer, sie, scounteren, sscratch, churn_from(src) if churns else None)
 
 
 def registers_from_bytes(data: bytes, fixed: dict[int, int]) -> tuple[int, ...]:
@@ -993,17 +1070,19 @@ DATA_BYTES = st.binary(min_size=0, max_size=256)
 
 @st.composite
 def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: int = 6,
-                    ends: tuple[str, ...] = ("shutdown", "spin", "spin")) -> SystemProgram:
+                    ends: tuple[str, ...] = ("shutdown", "spin", "spin"),
+                    storm: bool = True) -> SystemProgram:
     """A whole program that starts in S-mode in the first page of S_CODE (often near its end,
     so that it runs across pages) with stvec = HANDLER: sections of straight-line code (with
     traps of all kinds, CSR accesses, SBI calls and stores into its own code), long sections
     without control flow, counted loops, and calls into U-mode functions through sret (which
     return with ecall); a timer that fires every few hundred instructions; and with `paging`,
-    Sv32 with an identity map whose data pages have drawn permissions. Ends with an SBI
-    shutdown or a tight loop, as `ends` says (a list to draw from)."""
+    Sv32 with an identity map whose data pages have drawn permissions, and most often a churn
+    of its address space (churn_words; its storm of satp switches with `storm`). Ends with an
+    SBI shutdown or a tight loop, as `ends` says (a list to draw from)."""
     features: set[str] = set()
     setting = setting_from(RecordSource(draw), paging, ends)
-    paging = setting.paging
+    paging, churn = setting.paging, setting.churn
     # U-mode functions, laid out one after the other
     u_functions: list[int] = []
     u_words: list[int] = []
@@ -1013,15 +1092,12 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
     # the S-mode program
     groups: list[Group] = []
     for _ in range(draw(st.integers(1, max_sections))):
-        kinds = (("straight", "straight", "loop", "long")
-                 + (("ucall", "ucall") if u_functions else ())
-                 + (("churn", "churn") if paging else ()))
+        kinds = ("straight", "straight", "loop", "long") + (("ucall", "ucall") if u_functions
+                                                              else ())
         kind = draw(sampled(kinds))
         features.add(kind)
         if kind == "straight":
             groups.append(tuple(layout(draw(patchable_sections(False, 4, 25, paging)))))
-        elif kind == "churn":
-            groups.append(tuple(churn_words(draw(CHURNS), draw(BITS))))
         elif kind == "long":  # no control flow: longer than a compiled block may be
             window = MemoryWindow(DATA_BASE_REG, -2048, 2048, aligned=True)
             groups.append(tuple(layout(draw(straight_line_groups(
@@ -1031,6 +1107,9 @@ def system_programs(draw: st.DrawFn, paging: bool | None = None, max_sections: i
             groups.append(tuple(loop_words(LOOP_REG, draw(st.integers(1, 20)), body)))
         else:
             groups.append(_u_call(u_functions[draw(index_below(len(u_functions)))]))
+    if churn is not None:
+        features.add("churn")
+        groups.insert(min(churn.at, len(groups)), tuple(churn_words(churn.bits, storm)))
     groups.append((encode("addi", 17, 0, imm=8), FIXED["ecall"]) if setting.end == "shutdown"
                   else (encode("jal", 0, imm=0),))
     s_words = layout(groups)

@@ -29,7 +29,7 @@ from .errors import UsageError, fail
 BEFORE, AFTER = 8, 5  # trace rows shown before the first difference, and past it
 MAX_TRACE_ROWS = BEFORE + 1 + AFTER
 SIDE = 72  # characters of one side of a trace row
-STEPS = 3000  # the bare run's budget, as the equivalence check's (guests.STEPS)
+STEPS = 2000  # the bare run's budget, as the equivalence check's (guests.STEPS)
 HOST_STEPS = 60_000  # the host's budget for the traced guest
 TRACE_TIMEOUT = 60  # seconds for the traced guest under the student's VMM
 
