@@ -130,7 +130,12 @@ class Autograder(GradingPath):
 
     @staticmethod
     def _zip() -> Path:
-        path = REPO / ".vmlab" / "redteam-autograder.zip"
+        # named by what it is built from: a zip left by an earlier grader is never reused
+        sources = sorted(p for top in ("grader/vmlab", "handout") for p in (REPO / top).rglob("*")
+                         if p.is_file() and "__pycache__" not in p.parts)
+        stamp = hashlib.sha256("".join(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}\n"
+                                       for p in sources).encode()).hexdigest()[:12]
+        path = REPO / ".vmlab" / f"redteam-autograder-{stamp}.zip"
         path.parent.mkdir(exist_ok=True)
         with open(path.with_suffix(".lock"), "w") as lock:  # attacks run side by side
             fcntl.flock(lock, fcntl.LOCK_EX)
