@@ -288,7 +288,7 @@ class Worker:
         if self.proc is None:
             return None
         try:
-            return self.proc.wait(timeout=1.0)
+            return self.proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
             return None
 
