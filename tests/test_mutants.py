@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from vmlab.mutants import Verdict, grade_mutant, mutants_of, part_ranges, report
+from vmlab.mutants import Verdict, collect, grade_mutant, mutants_of, part_ranges, report
 from vmlab.rubric import load as load_rubric
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,3 +75,16 @@ def test_a_mutant_is_killed_or_run_on_the_guests(tmp_path: Path) -> None:
     assert not survivor.any_kill and survivor.equivalent, survivor.guests
     text = report([killed, survivor, Verdict(counting)], SOLUTION)
     assert "3 mutants: 1 killed" in text and "likely equivalent" in text
+
+
+def test_limit_takes_each_part_evenly_and_annotations_stay() -> None:
+    found = collect(SOLUTION, RUBRIC, [], limit=3)
+    per_part = {m.part: [x.line for x in found if x.part == m.part] for m in found}
+    assert set(per_part) == set(RUBRIC.parts) - {"whole-guests"}
+    assert all(len(lines) == 3 for lines in per_part.values()), per_part
+    emulate = per_part["emulate"]
+    assert emulate == sorted(emulate) and emulate[-1] - emulate[0] > 20  # not the first lines
+    typed = "# BEGIN STUDENT PART t\ndef f(a: int | None) -> tuple[int, int] | None:\n" \
+            "    return a\n# END STUDENT PART\n"
+    assert [m.operator for m in mutants_of(typed, "t.py")] == ["dropped-statement"]
+
