@@ -235,6 +235,13 @@ BUGS: list[Variant] = [
          "    v.mode = S\n    v.pc = v.stvec\n"),),
         "reflection does not note that a trap was just taken: a guest whose vector cannot be "
         "fetched traps there for ever"),
+    Variant("reflect-fatal-trap-falls-through", TRAP, "reflect", (
+        ("                       f\"the guest's trap vector stvec={v.stvec:#010x} cannot be "
+         "fetched\")\n        return\n",
+         "                       f\"the guest's trap vector stvec={v.stvec:#010x} cannot be "
+         "fetched\")\n"),),
+        "the guest is stopped at its unfetchable vector, and the trap is delivered anyway: its "
+        "sepc, scause and sstatus are not what the bare machine stopped with"),
     Variant("counter-read-into-x0", TRAP, "counter-read", (
         ("    if ins.rd:\n        v.x[ins.rd] = csrs.read(v, ins.imm)\n",
          "    v.x[ins.rd] = csrs.read(v, ins.imm)\n"),),
