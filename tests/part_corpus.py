@@ -270,6 +270,14 @@ BUGS: list[Variant] = [
          "    v.pc += 4\n    guest.emulated += 1\n"),),
         "a completed SBI call moves the pc on but is not counted as retired: the guest's "
         "clock falls behind the bare machine's by one at every call"),
+    Variant("shutdown-answers-the-guest", HYPERCALLS, "hypercall", (
+        ("    if not guest.running:\n        return  # a shutdown, like the firmware's, never "
+         "returns to the guest\n", ""),),
+        "a call that stopped the guest still writes a0 and moves past the ecall: the stopped "
+        "guest's state is not the bare machine's"),
+    Variant("legacy-calls-are-0-to-8", HYPERCALLS, "hypercall", (
+        ("    if eid < 0x10:\n", "    if eid <= 8:  # set_timer .. shutdown\n"),),
+        "the legacy range taken as the calls it names: 0x09 to 0x0F answer a1 too"),
     Variant("send-buffer-check-in-32-bits", CHANNELS, "ipc", (
         ("        if not guest.mem.contains(buf, length):\n",
          "        end = (buf + length) & 0xFFFF_FFFF\n"
