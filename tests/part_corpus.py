@@ -126,6 +126,11 @@ _TABLE = {
         ("    if ins.rd:\n        v.x[ins.rd] = csrs.read(v, ins.imm)\n",
          "    value = csrs.read(v, ins.imm)\n    v.x[ins.rd] = value if ins.rd else 0\n"),),
         "writes x0 with 0 rather than leaving it alone"),
+    Variant("dispatch-by-keywords", TRAP, "trap-dispatch", (
+        ("            hypercall(vmm, guest)\n", "            hypercall(guest=guest, vmm=vmm)\n"),
+        ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
+         "        reflect(tval=fault.tval, cause=fault.cause, guest=guest, vmm=vmm)\n")),
+        "handlers called with keyword arguments, in an order of their own"),
     Variant("reflect-sets-trap-entry-first", TRAP, "reflect", (
         ("    s = v.sstatus\n    v.sepc = v.pc & ~3\n",
          "    v.trap_entry = True  # first: nothing below can fail\n"
@@ -242,6 +247,10 @@ BUGS: list[Variant] = [
          "fetched\")\n"),),
         "the guest is stopped at its unfetchable vector, and the trap is delivered anyway: its "
         "sepc, scause and sstatus are not what the bare machine stopped with"),
+    Variant("dispatch-passes-guest-first", TRAP, "trap-dispatch", (
+        ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
+         "        reflect(guest, vmm, fault.cause, fault.tval)\n"),),
+        "the handler's arguments in the wrong order: every reflected fault crashes the VMM"),
     Variant("counter-read-into-x0", TRAP, "counter-read", (
         ("    if ins.rd:\n        v.x[ins.rd] = csrs.read(v, ins.imm)\n",
          "    v.x[ins.rd] = csrs.read(v, ins.imm)\n"),),

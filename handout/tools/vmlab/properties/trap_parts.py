@@ -285,6 +285,12 @@ def check_dispatch(a: dict, worker: Any) -> None:
         raise Counterexample(f"the trap went to {_show(calls[:2])}{escaped}; it should go to "
                              + " or ".join(_show([f]) for f in firsts), example)
     first, outcome, rest = calls[0], calls[0][2], calls[1:]
+    for call in calls:
+        if call[2][0] == "error" and runs_alone(a, call, worker):
+            raise Counterexample(
+                f"`{call[0]}` raised {call[2][1]} when `handle` called it, yet runs when called "
+                f"on its own as its signature says, `{ALONE[call[0]][2]}`: does `handle` pass "
+                "it those, in that order?", example)
     if outcome[0] == "error":
         return  # the handler failed (another part, not written yet?): the route is all there is
     if first[0] == "reflect" or outcome == ["returned"]:
@@ -301,6 +307,33 @@ def check_dispatch(a: dict, worker: Any) -> None:
                 f"`{first[0]}` raised `GuestFault({outcome[1]}, {outcome[2]:#x})`: the fault is "
                 f"the guest's, and `handle` must reflect it, {_show([want])}; it went on to "
                 f"{_show(rest)}{escaped}", example)
+
+
+# the handlers a probe of their own can call alone: the probe, their integer parameters and
+# their signature
+ALONE = {"hypercall": ("hypercall", (), "hypercall(vmm, guest)"),
+         "emulate": ("emulate", ("bits",), "emulate(vmm, guest, bits)"),
+         "emulate_counter_read": ("counter_read", ("bits",), "emulate_counter_read(guest, bits)"),
+         "reflect": ("reflect", ("cause", "tval"), "reflect(vmm, guest, cause, tval)")}
+
+
+def runs_alone(a: dict, call: list, worker: Any) -> bool:
+    """Whether handler `call`, which raised under `handle`, runs without an exception when its
+    own probe calls it on the same virtual CPU with the same integers: then the exception came
+    from how `handle` called it, not from another part. (emulate counts only when it reaches
+    none of the VMM's hooks, which under `handle` run other parts' code.)"""
+    from ..sandbox import StudentError
+    if call[0] not in ALONE or len(call[1]) != len(ALONE[call[0]][1]):
+        return False
+    probe, names, _ = ALONE[call[0]]
+    state = {"regs": [0] * 32, "mode": a["vmode"], "pc": TRAP_PC, "fields": {},
+             "csrs": [[CSR["scounteren"], a.get("scounteren", 0)]]}
+    args = {"state": state, "memory": [], **dict(zip(names, call[1], strict=True))}
+    try:
+        got = worker.call(probe, args)
+    except StudentError:
+        return False
+    return not got.get("calls")
 
 
 def describe_dispatch(a: dict, injected: bool = True) -> str:
