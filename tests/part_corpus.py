@@ -126,6 +126,24 @@ _TABLE = {
         ("    if ins.rd:\n        v.x[ins.rd] = csrs.read(v, ins.imm)\n",
          "    value = csrs.read(v, ins.imm)\n    v.x[ins.rd] = value if ins.rd else 0\n"),),
         "writes x0 with 0 rather than leaving it alone"),
+    Variant("emulate-sret-and-wfi-inline", TRAP, "emulate", (
+        ("    elif ins.op == \"sret\":\n        emulate_sret(v)\n",
+         "    elif ins.op == \"sret\":  # what Hart.sret does, here rather than in the helper\n"
+         "        s = v.sstatus\n"
+         "        v.mode = S if s & csr.SSTATUS_SPP else U\n"
+         "        v.sstatus = (s & ~(csr.SSTATUS_SIE | csr.SSTATUS_SPP)) | csr.SSTATUS_SPIE | (\n"
+         "            csr.SSTATUS_SIE if s & csr.SSTATUS_SPIE else 0)\n"
+         "        v.pc = v.sepc\n"),
+        ("        emulate_wfi(vmm, guest)\n        if not guest.running:\n"
+         "            return  # a wfi that can never wake stops the guest on the wfi, as on bare "
+         "hardware\n        v.pc += 4\n",
+         "        if not v.sie or v.stimecmp == NEVER:\n"
+         "            vmm.stop_guest(guest, \"wfi-forever\", \"nothing can wake it\")\n"
+         "            return\n"
+         "        v.idle = max(v.idle, v.stimecmp - v.instret)\n"
+         "        v.pc += 4\n")),
+        "sret and wfi done in emulate itself, without the sret-wfi helpers (time skipped by a "
+        "max of its own)"),
     Variant("dispatch-by-keywords", TRAP, "trap-dispatch", (
         ("            hypercall(vmm, guest)\n", "            hypercall(guest=guest, vmm=vmm)\n"),
         ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
@@ -247,6 +265,13 @@ BUGS: list[Variant] = [
          "fetched\")\n"),),
         "the guest is stopped at its unfetchable vector, and the trap is delivered anyway: its "
         "sepc, scause and sstatus are not what the bare machine stopped with"),
+    Variant("wfi-forever-moves-past-the-wfi", TRAP, "emulate", (
+        ("        emulate_wfi(vmm, guest)\n        if not guest.running:\n"
+         "            return  # a wfi that can never wake stops the guest on the wfi, as on bare "
+         "hardware\n",
+         "        emulate_wfi(vmm, guest)\n"),),
+        "a wfi that stops the guest for ever still retires: the guest stops past it, with one "
+        "instruction more than the bare machine"),
     Variant("dispatch-passes-guest-first", TRAP, "trap-dispatch", (
         ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
          "        reflect(guest, vmm, fault.cause, fault.tval)\n"),),
