@@ -312,6 +312,11 @@ BUGS: list[Variant] = [
     Variant("legacy-calls-are-0-to-8", HYPERCALLS, "hypercall", (
         ("    if eid < 0x10:\n", "    if eid <= 8:  # set_timer .. shutdown\n"),),
         "the legacy range taken as the calls it names: 0x09 to 0x0F answer a1 too"),
+    Variant("fill-checks-permissions-with-paging-off", SHADOW, "shadow-fill", (
+        ("            if not paging or guestwalk.permits(m.pte, kind, vcpu.mode, sum_, mxr):\n",
+         "            if guestwalk.permits(m.pte, kind, vcpu.mode, sum_, mxr):\n"),),
+        "the guest's U-bit rules applied with its paging off, where every access is allowed: "
+        "the guest kernel cannot fetch its own code"),
     Variant("send-buffer-check-in-32-bits", CHANNELS, "ipc", (
         ("        if not guest.mem.contains(buf, length):\n",
          "        end = (buf + length) & 0xFFFF_FFFF\n"
