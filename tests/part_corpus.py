@@ -126,6 +126,29 @@ _TABLE = {
         ("    if ins.rd:\n        v.x[ins.rd] = csrs.read(v, ins.imm)\n",
          "    value = csrs.read(v, ins.imm)\n    v.x[ins.rd] = value if ins.rd else 0\n"),),
         "writes x0 with 0 rather than leaving it alone"),
+    Variant("emulate-sret-and-wfi-inline", TRAP, "emulate", (
+        ("    elif ins.op == \"sret\":\n        emulate_sret(v)\n",
+         "    elif ins.op == \"sret\":  # what Hart.sret does, here rather than in the helper\n"
+         "        s = v.sstatus\n"
+         "        v.mode = S if s & csr.SSTATUS_SPP else U\n"
+         "        v.sstatus = (s & ~(csr.SSTATUS_SIE | csr.SSTATUS_SPP)) | csr.SSTATUS_SPIE | (\n"
+         "            csr.SSTATUS_SIE if s & csr.SSTATUS_SPIE else 0)\n"
+         "        v.pc = v.sepc\n"),
+        ("        emulate_wfi(vmm, guest)\n        if not guest.running:\n"
+         "            return  # a wfi that can never wake stops the guest on the wfi, as on bare "
+         "hardware\n        v.pc += 4\n",
+         "        if not v.sie or v.stimecmp == NEVER:\n"
+         "            vmm.stop_guest(guest, \"wfi-forever\", \"nothing can wake it\")\n"
+         "            return\n"
+         "        v.idle = max(v.idle, v.stimecmp - v.instret)\n"
+         "        v.pc += 4\n")),
+        "sret and wfi done in emulate itself, without the sret-wfi helpers (time skipped by a "
+        "max of its own)"),
+    Variant("dispatch-by-keywords", TRAP, "trap-dispatch", (
+        ("            hypercall(vmm, guest)\n", "            hypercall(guest=guest, vmm=vmm)\n"),
+        ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
+         "        reflect(tval=fault.tval, cause=fault.cause, guest=guest, vmm=vmm)\n")),
+        "handlers called with keyword arguments, in an order of their own"),
     Variant("reflect-sets-trap-entry-first", TRAP, "reflect", (
         ("    s = v.sstatus\n    v.sepc = v.pc & ~3\n",
          "    v.trap_entry = True  # first: nothing below can fail\n"
@@ -235,6 +258,24 @@ BUGS: list[Variant] = [
          "    v.mode = S\n    v.pc = v.stvec\n"),),
         "reflection does not note that a trap was just taken: a guest whose vector cannot be "
         "fetched traps there for ever"),
+    Variant("reflect-fatal-trap-falls-through", TRAP, "reflect", (
+        ("                       f\"the guest's trap vector stvec={v.stvec:#010x} cannot be "
+         "fetched\")\n        return\n",
+         "                       f\"the guest's trap vector stvec={v.stvec:#010x} cannot be "
+         "fetched\")\n"),),
+        "the guest is stopped at its unfetchable vector, and the trap is delivered anyway: its "
+        "sepc, scause and sstatus are not what the bare machine stopped with"),
+    Variant("wfi-forever-moves-past-the-wfi", TRAP, "emulate", (
+        ("        emulate_wfi(vmm, guest)\n        if not guest.running:\n"
+         "            return  # a wfi that can never wake stops the guest on the wfi, as on bare "
+         "hardware\n",
+         "        emulate_wfi(vmm, guest)\n"),),
+        "a wfi that stops the guest for ever still retires: the guest stops past it, with one "
+        "instruction more than the bare machine"),
+    Variant("dispatch-passes-guest-first", TRAP, "trap-dispatch", (
+        ("        reflect(vmm, guest, fault.cause, fault.tval)\n",
+         "        reflect(guest, vmm, fault.cause, fault.tval)\n"),),
+        "the handler's arguments in the wrong order: every reflected fault crashes the VMM"),
     Variant("counter-read-into-x0", TRAP, "counter-read", (
         ("    if ins.rd:\n        v.x[ins.rd] = csrs.read(v, ins.imm)\n",
          "    v.x[ins.rd] = csrs.read(v, ins.imm)\n"),),
@@ -263,6 +304,19 @@ BUGS: list[Variant] = [
          "    v.pc += 4\n    guest.emulated += 1\n"),),
         "a completed SBI call moves the pc on but is not counted as retired: the guest's "
         "clock falls behind the bare machine's by one at every call"),
+    Variant("shutdown-answers-the-guest", HYPERCALLS, "hypercall", (
+        ("    if not guest.running:\n        return  # a shutdown, like the firmware's, never "
+         "returns to the guest\n", ""),),
+        "a call that stopped the guest still writes a0 and moves past the ecall: the stopped "
+        "guest's state is not the bare machine's"),
+    Variant("legacy-calls-are-0-to-8", HYPERCALLS, "hypercall", (
+        ("    if eid < 0x10:\n", "    if eid <= 8:  # set_timer .. shutdown\n"),),
+        "the legacy range taken as the calls it names: 0x09 to 0x0F answer a1 too"),
+    Variant("fill-checks-permissions-with-paging-off", SHADOW, "shadow-fill", (
+        ("            if not paging or guestwalk.permits(m.pte, kind, vcpu.mode, sum_, mxr):\n",
+         "            if guestwalk.permits(m.pte, kind, vcpu.mode, sum_, mxr):\n"),),
+        "the guest's U-bit rules applied with its paging off, where every access is allowed: "
+        "the guest kernel cannot fetch its own code"),
     Variant("send-buffer-check-in-32-bits", CHANNELS, "ipc", (
         ("        if not guest.mem.contains(buf, length):\n",
          "        end = (buf + length) & 0xFFFF_FFFF\n"

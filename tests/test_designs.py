@@ -61,10 +61,7 @@ def test_a_correct_design_earns_full_marks(tmp_path: Path, design: Design) -> No
 
 # Bugs the visible tests miss at the rubric's seeds (documented gaps): a strict xfail fails the
 # day a test starts catching one, so the list stays true.
-GAPS = {"satp-switch-unnoticed-unless-paging-toggles":
-        "the emulate test checks the call on a satp write that changes the root alone at 3 of 4 "
-        "other seeds (bench/sensitivity.py), not at the rubric's; equivalence-shadow reaches it "
-        "only through satp-switch loops without a fence"}
+GAPS: dict[str, str] = {}  # bug name -> why the visible tests miss it (none at present)
 
 
 @pytest.mark.parametrize("bug", [

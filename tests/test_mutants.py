@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from vmlab.mutants import Verdict, grade_mutant, mutants_of, part_ranges, report
+import pytest
+from vmlab.mutants import Mutant, Verdict, collect, grade_mutant, mutants_of, part_ranges, report
 from vmlab.rubric import load as load_rubric
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,3 +76,69 @@ def test_a_mutant_is_killed_or_run_on_the_guests(tmp_path: Path) -> None:
     assert not survivor.any_kill and survivor.equivalent, survivor.guests
     text = report([killed, survivor, Verdict(counting)], SOLUTION)
     assert "3 mutants: 1 killed" in text and "likely equivalent" in text
+
+
+def test_limit_takes_each_part_evenly_and_annotations_stay() -> None:
+    found = collect(SOLUTION, RUBRIC, [], limit=3)
+    per_part = {m.part: [x.line for x in found if x.part == m.part] for m in found}
+    assert set(per_part) == set(RUBRIC.parts) - {"whole-guests"}
+    assert all(len(lines) == 3 for lines in per_part.values()), per_part
+    emulate = per_part["emulate"]
+    assert emulate == sorted(emulate) and emulate[-1] - emulate[0] > 20  # not the first lines
+    typed = "# BEGIN STUDENT PART t\ndef f(a: int | None) -> tuple[int, int] | None:\n" \
+            "    return a\n# END STUDENT PART\n"
+    assert [m.operator for m in mutants_of(typed, "t.py")] == ["dropped-statement"]
+
+
+def the_mutant(part: str, removed: str, added: str) -> Mutant:
+    """The mutant of `part` whose diff takes out the line `removed` and puts in `added` (both
+    stripped; `removed` may start with the line before it, then ` / `)."""
+    file = next(name for name in RUBRIC.editable
+                if any(p == part for p, _, _ in part_ranges((SOLUTION / name).read_text())))
+    text = (SOLUTION / file).read_text()
+    before, _, removed = removed.rpartition(" / ")
+    want = (f"\n {before}" if before else "") + f"\n-{removed}\n+{added}"
+    found = [m for m in mutants_of(text, file, {part}) if want in _stripped(m.diff(text))]
+    assert len(found) == 1, (part, removed, added, len(found))
+    return found[0]
+
+
+def _stripped(diff: str) -> str:
+    return "\n".join(line[0] + line[1:].strip() for line in diff.splitlines() if line)
+
+
+# A mutant of every part that its visible test must kill: for each gap the mutants found and
+# the tests now close (the first eight), the mutant that showed it
+KILLED = [
+    ("trap-dispatch", "reflect(vmm, guest, fault.cause, fault.tval)",
+     "reflect(guest, vmm, fault.cause, fault.tval)"),
+    ("reflect", "v.sepc = v.pc & ~3", "v.sepc = v.pc & ~4"),
+    ("reflect", 'f"the guest\'s trap vector stvec={v.stvec:#010x} cannot be fetched") / return',
+     "pass"),
+    ("emulate", "emulate_sret(v)", "pass"),
+    ("emulate", "return  # a wfi that can never wake stops the guest on the wfi, as on bare "
+     "hardware / v.pc += 4", "v.pc += 5"),
+    ("hypercall", "return  # a shutdown, like the firmware's, never returns to the guest",
+     "pass  # a shutdown, like the firmware's, never returns to the guest"),
+    ("hypercall", "if eid < 0x10:", "if eid < 15:"),
+    ("shadow-fill", "paging = bool(vcpu.satp & csr.SATP_MODE_SV32)",
+     "paging = bool(vcpu.satp | csr.SATP_MODE_SV32)"),
+    ("counter-read", "v.x[ins.rd] = csrs.read(v, ins.imm)", "pass"),
+    ("sret-wfi", "v.pc = v.sepc", "pass"),
+    ("nested-map", "pte = (host >> 12) << 10 | GUEST_LEAF",
+     "pte = (host >> 12) << 11 | GUEST_LEAF"),
+    ("bounded-buffer", "return self.count == self.capacity",
+     "return self.count != self.capacity"),
+    ("ipc", "self.wake(ch.receiver)", "pass"),
+]
+
+
+@pytest.mark.parametrize(("part", "removed", "added"), KILLED,
+                         ids=[f"{p}:{a}" for p, _, a in KILLED])
+def test_a_mutant_of_each_part_dies_on_its_visible_test(tmp_path: Path, part: str,
+                                                        removed: str, added: str) -> None:
+    rubric = dataclasses.replace(RUBRIC, tests=tuple(t for t in RUBRIC.tests
+                                                     if t.part == part and t.visible))
+    v = grade_mutant(the_mutant(part, removed, added), rubric, SOLUTION, REPO / "handout",
+                     whole=False)
+    assert v.visible_kill, v.mutant.diff((SOLUTION / v.mutant.file).read_text())

@@ -7,14 +7,17 @@ negated, a statement dropped, two arguments swapped, an arithmetic or boolean op
 the grader's own path instead: a submission folder laid over the pristine handout and graded by
 grade.py's `grade_lab`, its code running in the sandboxed worker.) Each mutant is graded with
 its part's tests, visible and hidden (and, with --whole, the whole-guest tests): it is killed
-when it loses a point. A survivor is run on the lab's guests (solution/guests/*.S), bare and
-under the mutant VMM, in a separate process: one that runs them all exactly as the bare machine
-does is likely an equivalent mutant (no test could kill it), the others are gaps in the tests.
+when it loses a point. A survivor is run on the lab's guests (solution/guests/*.S) under the
+mutant VMM, shadow and nested, in a separate process: one that runs each exactly as the bare
+machine does, and the microkernel pair (fileserver.S and client.S over IPC) exactly as the
+solution does, is likely an equivalent mutant (the guests cannot tell); the others are gaps in
+the tests. "Likely": the guests reach less than the tests do, so each survivor still needs a
+look before a test is changed for it.
 
 This module is staff-only: the handout leaves it out.
 
     vmlab mutants --part nested-map
-    vmlab mutants --part shadow-flush --limit 10 --jobs 2
+    vmlab mutants --part shadow-flush --limit 10 --jobs 2   # 10 of the part's, spread evenly
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import typer
@@ -124,16 +128,29 @@ def _mutations(node: ast.AST) -> Iterator[tuple[str, ast.AST, str]]:
         yield "dropped-statement", node, "pass"
 
 
+def annotations(tree: ast.AST) -> set[int]:
+    """The ids of every node inside a type annotation: under `from __future__ import
+    annotations` none is ever evaluated, so a mutant of one is equivalent by construction."""
+    roots = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign):
+            roots.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            roots.append(node.returns)
+    return {id(n) for root in roots if root is not None for n in ast.walk(root)}
+
+
 def mutants_of(text: str, file: str, parts: set[str] | None = None) -> list[Mutant]:
     """Every mutant of `file`'s student parts (of `parts`, if given), in source order."""
     tree = ast.parse(text)
     out = []
+    hints = annotations(tree)
     for part, first, last in part_ranges(text):
         if parts and part not in parts:
             continue
         for node in ast.walk(tree):
             if not hasattr(node, "lineno") or not first <= node.lineno <= last \
-                    or node.end_lineno > last:  # type: ignore[attr-defined]
+                    or node.end_lineno > last or id(node) in hints:  # type: ignore[attr-defined]
                 continue
             for operator, target, new in _mutations(node):
                 mutated = _replace(text, target, new)
@@ -185,7 +202,8 @@ def grade_mutant(m: Mutant, rubric: Rubric, solution: Path, handout: Path,
                 verdict.any_kill = True
                 verdict.visible_kill |= by_name[test_id].visible
         if not verdict.any_kill:
-            verdict.equivalent, verdict.guests = run_guests(lab, solution / "guests")
+            verdict.equivalent, verdict.guests = run_guests(lab, solution / "guests",
+                                                            solution)
     return verdict
 
 
@@ -197,7 +215,7 @@ from vmm import VMM
 guests, out = sys.argv[1], {}
 def bare(path):
     m = Machine(ram_size=32 << 20); m.load(load_program(path)); stop = m.run(2_000_000)
-    return [m.console.hex(), stop.reason, m.hart.instret]
+    return [[m.console.hex(), stop.reason, m.hart.instret]]
 def under(paths, paging):
     vmm = VMM(); gs = [vmm.create_guest(load_program(p), paging=paging) for p in paths]
     if len(gs) == 2: vmm.connect(gs[1], gs[0]); vmm.connect(gs[0], gs[1])
@@ -206,40 +224,89 @@ def under(paths, paging):
         if stop.reason != "budget": break
     return [[bytes(g.console).hex(), g.stop.reason if g.stop else "running", g.vcpu.instret]
             for g in gs]
-for name in ("hello.S", "user.S", "kernel.S"):
-    want = bare(f"{guests}/{name}")
+for names in (["hello.S"], ["user.S"], ["kernel.S"], ["fileserver.S", "client.S"]):
+    paths, key = [f"{guests}/{n}" for n in names], "+".join(names)
+    if len(names) == 1:
+        out[f"{key} (bare)"] = bare(paths[0])
     for paging in ("shadow", "nested"):
         try:
-            got = under([f"{guests}/{name}"], paging)[0]
+            out[f"{key} ({paging})"] = under(paths, paging)
         except Exception as e:
-            got = repr(e)
-        if got != want:
-            out[f"{name} ({paging})"] = "differs from the bare machine"
+            out[f"{key} ({paging})"] = repr(e)
 print(json.dumps(out))
 """
 
 
-def run_guests(lab: Path, guests: Path) -> tuple[bool, str]:
-    """Run the lab's guests bare and under the VMM of `lab`, in a process of their own (the
-    mutant's code never runs in the grader's): (all the same, what differed)."""
+def _guest_runs(lab: Path, guests: Path) -> dict:
+    """The lab's guests run bare and under the VMM of `lab`, in a process of their own (the
+    mutant's code never runs in the grader's): console, stop reason and instret per guest."""
     try:
         done = subprocess.run([sys.executable, "-c", GUESTS_SCRIPT, str(guests)], cwd=lab,
                               capture_output=True, text=True, timeout=600,
                               env={"PYTHONPATH": str(lab), "PATH": "/usr/bin:/bin"})
-        diffs = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 \
-            else {"(all)": done.stderr.strip().splitlines()[-1:]}
+        if done.returncode == 0:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        return {"(all)": done.stderr.strip().splitlines()[-1:]}
     except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
-        diffs = {"(all)": type(e).__name__}
+        return {"(all)": type(e).__name__}
+
+
+@cache
+def reference_runs(solution: Path) -> dict:
+    """The solution's runs: what the microkernel pair must do (on the bare machine the client
+    runs alone and says so, so the pair is compared with the solution instead)."""
+    return _guest_runs(solution, solution / "guests")
+
+
+def run_guests(lab: Path, guests: Path, solution: Path = REPO / "solution") -> tuple[bool, str]:
+    """Whether the VMM of `lab` runs each lab guest as the bare machine does, and the
+    microkernel pair as the solution does: (all the same, what differed)."""
+    got, reference = _guest_runs(lab, guests), reference_runs(solution)
+    diffs = {}
+    for key, value in got.items():
+        name, _, how = key.rpartition(" (")
+        want = got.get(f"{name} (bare)") if "+" not in name else reference.get(key)
+        if how != "bare)" and value != want:
+            diffs[key] = "differs from the " + ("solution" if "+" in name else "bare machine")
+    if "(all)" in got:
+        diffs["(all)"] = str(got["(all)"])
     return not diffs, "; ".join(f"{k}: {v}" for k, v in diffs.items())
 
 
 # ----- the command ----------------------------------------------------------------------------
 
-def collect(solution: Path, rubric: Rubric, parts: list[str]) -> list[Mutant]:
+def collect(solution: Path, rubric: Rubric, parts: list[str], limit: int = 0) -> list[Mutant]:
+    """The mutants of `parts` (all parts if none), at most `limit` of each part (0: all)."""
     out = []
     for name in rubric.editable:
         out += mutants_of((solution / name).read_text(), name, set(parts) or None)
-    return out
+    return sample(out, limit) if limit else out
+
+
+def sample(found: list[Mutant], limit: int) -> list[Mutant]:
+    """At most `limit` mutants of each part, spread evenly over its source (the first
+    `limit` would all be made of its first lines)."""
+    by_part: dict[str, list[Mutant]] = {}
+    for m in found:
+        by_part.setdefault(m.part, []).append(m)
+    return [ms[i * len(ms) // limit] if len(ms) > limit else ms[i]
+            for ms in by_part.values() for i in range(min(limit, len(ms)))]
+
+
+def table(verdicts: list[Verdict]) -> list[str]:
+    """A row per part: mutants, killed by the visible tests and by all, survivors likely
+    equivalent and not."""
+    rows = [f"  {'part':15} {'mutants':>7} {'visible':>7} {'all':>5} {'equiv':>5} "
+            f"{'not-eq':>6}"]
+    by_part: dict[str, list[Verdict]] = {}
+    for v in verdicts:
+        by_part.setdefault(v.mutant.part, []).append(v)
+    for part, vs in by_part.items():
+        survivors = [v for v in vs if not v.any_kill]
+        eq = sum(bool(v.equivalent) for v in survivors)
+        rows.append(f"  {part:15} {len(vs):7} {sum(v.visible_kill for v in vs):7} "
+                    f"{sum(v.any_kill for v in vs):5} {eq:5} {len(survivors) - eq:6}")
+    return rows
 
 
 def report(verdicts: list[Verdict], solution: Path) -> str:
@@ -256,13 +323,7 @@ def report(verdicts: list[Verdict], solution: Path) -> str:
              f"{len(killed) / max(1, scored):.0%}",
              f"visible tests kill {len(visible)} of the {len(killed)} that all tests kill "
              f"({len(visible) / max(1, len(killed)):.0%}; the target is 90%)"]
-    by_part: dict[str, list[Verdict]] = {}
-    for v in verdicts:
-        by_part.setdefault(v.mutant.part, []).append(v)
-    for part, vs in sorted(by_part.items()):
-        k = sum(v.any_kill for v in vs)
-        lines.append(f"  {part:15} {k}/{len(vs)} killed, "
-                     f"{sum(v.visible_kill for v in vs)} by visible tests")
+    lines += table(verdicts)
     for v in survivors:
         m = v.mutant
         kind = "likely equivalent" if v.equivalent else f"NOT equivalent ({v.guests})"
@@ -279,7 +340,8 @@ def report(verdicts: list[Verdict], solution: Path) -> str:
 
 def mutants(
     part: list[str] = typer.Option([], "--part", help="only this student part (repeatable)"),
-    limit: int = typer.Option(0, "--limit", help="at most this many mutants (0: all)"),
+    limit: int = typer.Option(0, "--limit", help="at most this many mutants of each part, "
+                              "spread evenly (0: all)"),
     jobs: int = typer.Option(1, "--jobs", help="mutants graded at once"),
     whole: bool = typer.Option(False, "--whole", help="the whole-guest tests too (slow)"),
     out: Path = typer.Option(None, "--out", help="write the verdicts as JSON here"),
@@ -295,9 +357,8 @@ def mutants(
                        f"{', '.join(x for x in rubric.parts if x != 'whole-guests')}.")
     if not (solution / "vmm").is_dir():
         raise fail(f"--solution {solution}: no vmm/ folder; mutants are made of the solution")
-    found = collect(solution, rubric, part)
-    if limit:
-        found = found[:limit]
+    found = collect(solution, rubric, part, limit)
+    reference_runs(solution)  # once, before the pool forks: every survivor is compared with it
     typer.echo(f"vmlab: grading {len(found)} mutants", err=True)
 
     # a process each: the grader's state (hypothesis, the imported machine) is per process

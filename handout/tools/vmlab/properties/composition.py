@@ -22,6 +22,7 @@ from . import Counterexample, Property, register
 # of guest RAM at its first fault is correct, and pays for each page)
 GUEST_RAM = 8 << 20
 RAM_BASE = 0x8000_0000
+SV32 = 1 << 31
 ROOT = 0x8070_0000
 TABLES = [0x8070_1000 + 0x1000 * i for i in range(8)]
 ACCESS = ("fetch", "load", "store")
@@ -61,11 +62,24 @@ def translation_examples(draw: st.DrawFn) -> dict:
     for _ in range(draw(QUERIES)):
         src.record()
         queries.append(list(request_from(src, tables)))
-    return {"writes": [list(w) for w in tables.writes], "satp": tables.satp(asid=1),
+    satp = tables.satp(asid=1)
+    if draw(PAGING_OFF) == 0:
+        satp, queries = bare(satp, queries)
+    return {"writes": [list(w) for w in tables.writes], "satp": satp,
             "queries": queries, "memory": GUEST_RAM}
 
 
 QUERIES = st.integers(1, 10)
+PAGING_OFF = st.integers(0, 5)  # one example in six: the guest's satp is Bare
+
+
+def bare(satp: int, queries: list) -> tuple[int, list]:
+    """The guest's paging off (its tables stay in memory, unused): each address is
+    guest-physical and every access allowed, so the queries are moved into guest RAM, all but
+    one in four (a device, or nothing)."""
+    moved = [[RAM_BASE + va % GUEST_RAM if i % 4 else va, *rest]
+             for i, (va, *rest) in enumerate(queries)]
+    return satp & ~SV32, moved
 
 
 def _with_spec(a: dict, paging: str) -> tuple[dict, list]:
@@ -168,9 +182,10 @@ def _show(r: object) -> str:
 
 
 def describe_translation(a: dict, q: list | None = None, r: dict | None = None) -> str:
-    lines = [f"satp = `{a['satp']:#010x}` (root table at guest-physical `{ROOT:#x}`); the "
-             "guest's page-table entries:", "", "| guest-physical address | PTE |",
-             "| --- | --- |"]
+    where = f"root table at guest-physical `{ROOT:#x}`" if a["satp"] & SV32 else \
+        "Bare: the guest's paging is off, and its tables unused"
+    lines = [f"satp = `{a['satp']:#010x}` ({where}); the guest's page-table entries:", "",
+             "| guest-physical address | PTE |", "| --- | --- |"]
     lines += [f"| `{gpa:#010x}` | `{word:#010x}` |" for gpa, word in a["writes"] if word]
     if q is not None:
         lines += ["", f"The failing query: {_where(q)}."]
@@ -193,6 +208,8 @@ def _pte_bits(pte: int) -> str:
 
 def _guest_path(a: dict, va: int) -> list[str]:
     """The guest's walk of its own table for `va`, entry by entry (what its hardware reads)."""
+    if not a["satp"] & SV32:
+        return ["paging off (satp is Bare): gpa = va, every access allowed"]
     table = {gpa: word for gpa, word in a["writes"]}
     at, out = (a["satp"] & 0x3F_FFFF) << 12, []
     for level, vpn in ((1, va >> 22), (0, va >> 12 & 0x3FF)):

@@ -54,6 +54,14 @@ USED_REGS = (1, 5, 10, 11, 12, 31)
 TRANSLATION_CSRS = (0x100, 0x180)  # sstatus (SUM, MXR) and satp: the shadows depend on them
 SUM_MXR = SSTATUS_SUM | SSTATUS_MXR  # the sstatus bits the shadows depend on
 SSTATUS_OPERANDS = (1 << 18, 1 << 19, 3 << 18, (3 << 18) | 0x122, 0xFFFF_FFFF)
+# Sv32 satp values (ASID 0, 1, 511) whose roots lie in the bare machine's RAM, their PPNs
+# pairwise incomparable, so that csrrw, csrrs and csrrc from one to another all switch the root
+# without touching MODE: a context switch, which a VMM that watches only MODE misses
+SV32 = 1 << 31
+SATP_ROOTS = (SV32 | 0x80101, SV32 | 1 << 22 | 0x80202, SV32 | 0x1FF << 22 | 0x80414,
+              SV32 | 0x80528)
+SATP_SWITCHES = tuple((a, b) for a in SATP_ROOTS for b in SATP_ROOTS if a != b)
+MEGAPAGE_RWX = 0xCF  # V R W X A D: a megapage the guest kernel may fetch from
 COUNTER_CSRS = (0xC00, 0xC01, 0xC02, 0xC80, 0xC81, 0xC82)
 
 
@@ -72,7 +80,19 @@ def bare_machine(state: dict) -> Any:
     for name, value in state.get("fields", {}).items():
         setattr(h, name, value)
     h.update_irq()
+    _map_pc(m, state)
     return m
+
+
+def _map_pc(m: Any, state: dict) -> None:
+    """With paging on, the root maps the pc's megapage onto itself, so that the bare machine
+    fetches the instruction where it was written."""
+    satp = next((v for num, v in state["csrs"] if num == CSR["satp"]), 0)
+    if satp & SV32:
+        pc = state["pc"]
+        root = (satp & 0x3F_FFFF) << 12
+        pte = (pc >> 22 << 20) | MEGAPAGE_RWX
+        m.write_phys(root + 4 * (pc >> 22), pte.to_bytes(4, "little"))
 
 
 def without_interrupts(m: Any) -> Any:
@@ -285,6 +305,12 @@ def check_dispatch(a: dict, worker: Any) -> None:
         raise Counterexample(f"the trap went to {_show(calls[:2])}{escaped}; it should go to "
                              + " or ".join(_show([f]) for f in firsts), example)
     first, outcome, rest = calls[0], calls[0][2], calls[1:]
+    for call in calls:
+        if call[2][0] == "error" and runs_alone(a, call, worker):
+            raise Counterexample(
+                f"`{call[0]}` raised {call[2][1]} when `handle` called it, yet runs when called "
+                f"on its own as its signature says, `{ALONE[call[0]][2]}`: does `handle` pass "
+                "it those, in that order?", example)
     if outcome[0] == "error":
         return  # the handler failed (another part, not written yet?): the route is all there is
     if first[0] == "reflect" or outcome == ["returned"]:
@@ -301,6 +327,33 @@ def check_dispatch(a: dict, worker: Any) -> None:
                 f"`{first[0]}` raised `GuestFault({outcome[1]}, {outcome[2]:#x})`: the fault is "
                 f"the guest's, and `handle` must reflect it, {_show([want])}; it went on to "
                 f"{_show(rest)}{escaped}", example)
+
+
+# the handlers a probe of their own can call alone: the probe, their integer parameters and
+# their signature
+ALONE = {"hypercall": ("hypercall", (), "hypercall(vmm, guest)"),
+         "emulate": ("emulate", ("bits",), "emulate(vmm, guest, bits)"),
+         "emulate_counter_read": ("counter_read", ("bits",), "emulate_counter_read(guest, bits)"),
+         "reflect": ("reflect", ("cause", "tval"), "reflect(vmm, guest, cause, tval)")}
+
+
+def runs_alone(a: dict, call: list, worker: Any) -> bool:
+    """Whether handler `call`, which raised under `handle`, runs without an exception when its
+    own probe calls it on the same virtual CPU with the same integers: then the exception came
+    from how `handle` called it, not from another part. (emulate counts only when it reaches
+    none of the VMM's hooks, which under `handle` run other parts' code.)"""
+    from ..sandbox import StudentError
+    if call[0] not in ALONE or len(call[1]) != len(ALONE[call[0]][1]):
+        return False
+    probe, names, _ = ALONE[call[0]]
+    state = {"regs": [0] * 32, "mode": a["vmode"], "pc": TRAP_PC, "fields": {},
+             "csrs": [[CSR["scounteren"], a.get("scounteren", 0)]]}
+    args = {"state": state, "memory": [], **dict(zip(names, call[1], strict=True))}
+    try:
+        got = worker.call(probe, args)
+    except StudentError:
+        return False
+    return not got.get("calls")
 
 
 def describe_dispatch(a: dict, injected: bool = True) -> str:
@@ -326,7 +379,8 @@ register(Property(
 
 # ----- reflect -----------------------------------------------------------------------------------
 
-REFLECT_PCS = (PC, PC + 0x10, STVEC, STVEC)
+# pcs with bit 2 set and clear (sepc is the pc as it is: IALIGN is 32), and the vector itself
+REFLECT_PCS = (PC, PC + 0x14, STVEC, STVEC)
 
 
 @st.composite
@@ -362,11 +416,10 @@ def check_reflect(a: dict, worker: Any) -> None:
     got = worker.call("reflect", a)
     example = partial(describe_reflect, a)
     stop = (got.get("stop") or {}).get("reason")
-    if fatal or stop:
-        if stop != fatal:
-            raise Counterexample(f"how the guest stopped: expected {fmt(fatal)}, your VMM "
-                                 f"gave {fmt(stop)}", example)
-        return
+    if stop != fatal:
+        raise Counterexample(f"how the guest stopped: expected {fmt(fatal)}, your VMM "
+                             f"gave {fmt(stop)}", example)
+    # a fatal trap is never taken: the bare hart stops as it was, and so must the guest
     compare_cpu(hart_state(m), got["vcpu"], example)
 
 
@@ -406,7 +459,15 @@ def sfences() -> st.SearchStrategy[int]:
                      st.integers(0, 31))
 
 
+WFI_FOR_EVER = FIXED["wfi"] | 1 << 32  # a kind of its own: wfi, with nothing that can wake it
 SWAP_CSRS = (0x140, 0x140, 0x100, 0x105, 0x141, 0x143, 0x106, 0x180)  # all writable
+
+
+def satp_writes() -> st.SearchStrategy[int]:
+    """Writes of satp, from a register (see SATP_ROOTS for its value) or an immediate."""
+    return st.builds(lambda op, rd, rs1: encode(op, rd, rs1, imm=CSR["satp"]),
+                     st.sampled_from(("csrrw", "csrrs", "csrrc", "csrrsi", "csrrci")),
+                     st.sampled_from((0, *USED_REGS)), st.sampled_from((1, 5, 31)))
 
 # The kind of instruction is the first choice, so that hypothesis varies it most; each kind a
 # bug could hide in has at least a tenth of the examples (hypothesis runs each fresh example with
@@ -414,10 +475,13 @@ SWAP_CSRS = (0x140, 0x140, 0x100, 0x105, 0x141, 0x143, 0x106, 0x180)  # all writ
 EMULATED_INSTRUCTIONS = st.one_of(
     csr_instructions(EMULATED_CSRS), csr_instructions(EMULATED_CSRS),
     csr_instructions(TRANSLATION_CSRS), sstatus_writes(), sstatus_writes(),
+    satp_writes(), satp_writes(), satp_writes(),
     csr_instructions(COUNTER_CSRS), csr_reads(EMULATED_CSRS),
     csr_reads(COUNTER_CSRS),  # a plain read of a read-only CSR: allowed
     sfences(), sfences(),
     st.sampled_from((FIXED["mret"], 0x7B20_0073, 0x0000_0000, 0xFFFF_FFFF)),  # mret, dret
+    # routed to sret-wfi's helpers: sret, a wfi that wakes and one that cannot (emulate_examples)
+    st.just(FIXED["sret"]), st.just(FIXED["wfi"]), st.just(WFI_FOR_EVER),
     csr_swaps(SWAP_CSRS), csr_swaps(SWAP_CSRS),
     csr_reads(HYPERVISOR_CSRS), csr_instructions(HYPERVISOR_CSRS),
     st.sampled_from(HFENCES))
@@ -426,6 +490,7 @@ EMULATED_INSTRUCTIONS = st.one_of(
 @st.composite
 def emulate_examples(draw: st.DrawFn) -> dict:
     bits = draw(EMULATED_INSTRUCTIONS)
+    for_ever, bits = bits == WFI_FOR_EVER, bits & M32
     state = vcpu_state_from(RecordSource(draw), modes=(S,))
     rs1, funct3 = (bits >> 15) & 31, (bits >> 12) & 7
     if bits & 0x7F == 0x73 and funct3 in (1, 2, 3) and rs1 and draw(st.integers(0, 3)) == 0:
@@ -436,9 +501,24 @@ def emulate_examples(draw: st.DrawFn) -> dict:
         state["regs"][rs1] = draw(sampled(SSTATUS_OPERANDS))
         if funct3 != 1:  # csrrs and csrrc change only what is not already so
             _sum_mxr_before(state, set_=funct3 == 3)
+    if bits == FIXED["wfi"]:  # its timer: ahead, or nothing that can wake it
+        _wfi_wakes(state, 0 if for_ever else draw(st.integers(1, 700)))
+    if bits >> 20 == CSR["satp"] and rs1 and draw(st.integers(0, 3)):
+        _switch_root(state, *draw(sampled(SATP_SWITCHES)), funct3, rs1)
     # right after a reflected trap, as the first instruction of a trap handler often is
     state["fields"]["trap_entry"] = draw(st.booleans())
     return {"state": state, "bits": bits}
+
+
+def _switch_root(state: dict, old: int, new: int, funct3: int, rs1: int) -> None:
+    """Paging on at root `old`; a register operand that takes satp to `new` (csrrw), or sets
+    (csrrs) or clears (csrrc) the bits in which the two differ. (An immediate sets or clears
+    the low bits of the PPN: another root too.)"""
+    state["csrs"] = [[num, old if num == CSR["satp"] else value]
+                     for num, value in state["csrs"]]
+    operand = {1: new, 2: new & ~old, 3: old & ~new}.get(funct3)
+    if operand is not None:
+        state["regs"][rs1] = operand
 
 
 def _sum_mxr_before(state: dict, set_: bool) -> None:
@@ -449,11 +529,11 @@ def _sum_mxr_before(state: dict, set_: bool) -> None:
     entry[1] = entry[1] | SUM_MXR if set_ else entry[1] & ~SUM_MXR
 
 
-def _emulation(a: dict, probe: str, worker: Any) -> dict:
+def _emulation(a: dict, got: dict) -> None:
+    """What the handler did to the virtual CPU (`got`) against the bare machine."""
     m, trap, stop = step_bare(a["state"], a["bits"])
     if not_virtualized(a["bits"]):
         trap = (2, a["bits"])  # the guest's hardware has no H extension (LAB.md)
-    got = worker.call(probe, a)
     example = partial(describe_instruction, a)
     if trap is not None:
         if got["fault"] != [trap[0], trap[1]]:
@@ -462,16 +542,38 @@ def _emulation(a: dict, probe: str, worker: Any) -> dict:
                                  f"{CAUSE_NAMES.get(trap[0], trap[0])}); your VMM "
                                  + (f"raised GuestFault{tuple(got['fault'])}" if got["fault"]
                                     else "did not raise it"), example)
-        return got
+        return
     if got["fault"] is not None:
         raise Counterexample(f"your VMM raised GuestFault{tuple(got['fault'])}, but the "
                              "guest's hardware runs this instruction without a trap", example)
+    their, want = (got.get("stop") or {}).get("reason"), stop.reason if stop else None
+    if their != want:  # a wfi that nothing can wake
+        raise Counterexample(f"how the guest stopped: expected {fmt(want)}, your VMM gave "
+                             f"{fmt(their)}", example)
     compare_cpu(hart_state(m), got["vcpu"], example)
-    return got
+
+
+# emulate hands these to sret-wfi's helpers, another part: emulate is judged on the route
+HELPERS = {FIXED["sret"]: "sret", FIXED["wfi"]: "wfi"}
 
 
 def check_emulate(a: dict, worker: Any) -> None:
-    got = _emulation(a, "emulate", worker)
+    from ..sandbox import StudentError
+    helper = HELPERS.get(a["bits"])
+    try:
+        got = worker.call("emulate", a)
+    except StudentError:
+        if helper and _alone(a, helper, worker) is None:
+            return  # the helper fails on its own too (a stub?): emulate's route is unseen
+        raise
+    try:
+        _emulation(a, got)
+    except Counterexample:
+        # not the bare machine's sret or wfi: still right if it is the student's own helper's
+        # (another part, graded on its own), retired as emulate must
+        if helper is None or _retired(a, helper, _alone(a, helper, worker)) != _ending(got):
+            raise
+        return
     if got["fault"] is not None:
         return
     called = {name for name, _ in got["calls"]}
@@ -486,6 +588,33 @@ def check_emulate(a: dict, worker: Any) -> None:
         raise Counterexample("the guest changed satp, SUM or MXR and "
                              "`vmm.guest_translation_changed` was not called: its shadow "
                              "tables now translate for the old setting", describe_instruction(a))
+
+
+def _alone(a: dict, helper: str, worker: Any) -> dict | None:
+    """The student's sret or wfi helper run by its own probe from the same virtual CPU; None
+    if it raised."""
+    from ..sandbox import StudentError
+    try:
+        return worker.call(helper, {"state": a["state"]})
+    except StudentError:
+        return None
+
+
+def _retired(a: dict, helper: str, alone: dict | None) -> tuple | None:
+    """How emulate must leave the guest after that helper: as the helper left it, then
+    retired (wfi moves past itself, sret has jumped), unless the helper stopped the guest."""
+    if alone is None or alone.get("fault") is not None:
+        return None
+    v = dict(alone["vcpu"])
+    if not alone.get("stop"):
+        v.update(instret=v["instret"] + 1, trap_entry=False,
+                 pc=(v["pc"] + 4 * (helper == "wfi")) & M32)
+    return _ending({**alone, "vcpu": v})
+
+
+def _ending(got: dict) -> tuple:
+    return (got.get("fault"), (got.get("stop") or {}).get("reason"),
+            sorted(got["vcpu"].items()))
 
 
 def describe_instruction(a: dict) -> str:
@@ -522,7 +651,7 @@ def counter_examples(draw: st.DrawFn) -> dict:
 
 
 def check_counter(a: dict, worker: Any) -> None:
-    _emulation(a, "counter_read", worker)
+    _emulation(a, worker.call("counter_read", a))
 
 
 register(Property(
@@ -540,13 +669,26 @@ def sret_wfi_examples(draw: st.DrawFn) -> dict:
     state = vcpu_state_from(RecordSource(draw), modes=(S,))
     kind = draw(sampled(("sret", "wfi")))
     if kind == "wfi" and draw(st.booleans()):
-        # a timer that can wake the guest, a little ahead of its clock: where wfi must skip
-        # time forward (random CSRs rarely line the two up)
-        fields = state["fields"]
-        wake = fields["instret"] + fields["idle"] + draw(st.integers(1, 700))
-        timer = {CSR["sie"]: STIE, CSR["stimecmp"]: wake & M32, CSR["stimecmph"]: wake >> 32}
-        state["csrs"] = [[num, timer.get(num, value)] for num, value in state["csrs"]]
+        _timer_ahead(state, draw(st.integers(1, 700)))
     return {"state": state, "kind": kind}
+
+
+def _wfi_wakes(state: dict, ticks: int) -> None:
+    """A wfi that the timer wakes `ticks` from now; or (0) one that nothing can wake, which
+    stops the guest on the wfi."""
+    if ticks:
+        _timer_ahead(state, ticks)
+    else:
+        state["csrs"] = [[num, 0 if num == CSR["sie"] else value] for num, value in state["csrs"]]
+
+
+def _timer_ahead(state: dict, ticks: int) -> None:
+    """A timer that can wake the guest, `ticks` ahead of its clock: where wfi must skip time
+    forward (random CSRs rarely line the two up)."""
+    fields = state["fields"]
+    wake = fields["instret"] + fields["idle"] + ticks
+    timer = {CSR["sie"]: STIE, CSR["stimecmp"]: wake & M32, CSR["stimecmph"]: wake >> 32}
+    state["csrs"] = [[num, timer.get(num, value)] for num, value in state["csrs"]]
 
 
 def check_sret_wfi(a: dict, worker: Any) -> None:
@@ -597,7 +739,10 @@ register(Property(
 EXT_IPC = 0x08495043
 IPC_ANSWERS = ("blocked", "blocked", "blocked", "bad-buffer", (0, 0), (0, 17), (-1, 0), (-3, 0),
                (-4, 0))
-EXTENSIONS = (0x10, 0x54494D45, 0x53525354, 0x4442434E, 0x01, 0x02, 0x08, 0x4A, 0x7FFF_FFFF)
+# 0x05 and 0x0F: legacy extensions the firmware lacks (a0 = -2, a1 left alone), the second the
+# last legacy one before BASE
+EXTENSIONS = (0x10, 0x54494D45, 0x53525354, 0x4442434E, 0x01, 0x02, 0x08, 0x05, 0x0F, 0x4A,
+              0x7FFF_FFFF)
 BUFFER = 0x8060_0000
 
 
@@ -607,11 +752,12 @@ SBI_CALLS = tuple((eid, fid) for eid in EXTENSIONS for fid in (0, 0, 1, 2, 3, 4,
 IPC_CALLS = tuple((EXT_IPC, fid, answer) for fid in (0, 1) for answer in IPC_ANSWERS) + (
     (EXT_IPC, 2, (0, 0)), (EXT_IPC, 0xFFFF_FFFF, (0, 0)))
 # Of 150 examples only some 20 are fresh (hypothesis runs each with a few mutations that keep
-# its call): a call that must wait and a legacy call that returns (putchar, set_timer) come up
-# more often, so that no seed misses them all.
+# its call): a call that must wait, a legacy call that returns (putchar, set_timer) and one that
+# stops the guest (shutdown, system reset) come up more often, so that no seed misses them all.
 IPC_WAITS = tuple(c for c in IPC_CALLS if c[2] == "blocked")
 LEGACY_RETURNS = tuple(c for c in SBI_CALLS if c[0] in (0x01, 0x02))
-CALLS = SBI_CALLS + LEGACY_RETURNS + IPC_CALLS * 2 + IPC_WAITS * 3
+STOPS = tuple(c for c in SBI_CALLS if c[0] == 0x08 or c == (0x53525354, 0))
+CALLS = SBI_CALLS + LEGACY_RETURNS + STOPS + IPC_CALLS * 2 + IPC_WAITS * 3
 
 
 @st.composite
@@ -666,8 +812,8 @@ def check_hypercall(a: dict, worker: Any) -> None:
     if console != m.console:
         raise Counterexample(f"console output: expected {m.console!r}, your VMM gave "
                              f"{console!r}", example)
-    if want is not None:
-        return
+    # a call that stops the guest never returns to it: a0, a1, pc and instret stay, as on the
+    # bare machine, whose firmware stops it before answering
     h = m.hart
     expected = {"a0": h.x[10], "a1": h.x[11], "pc": h.pc, "stimecmp": h.stimecmp,
                 "instret": h.instret}  # the ecall retires, as the firmware counts it
@@ -700,8 +846,9 @@ def check_ipc_hypercall(a: dict, worker: Any) -> None:
     else:
         expected = {"channels called": [[fid, r[10], r[11], r[12]]], "stopped": None,
                     "blocked": answer == "blocked"}
-        if answer == "bad-buffer":
-            expected = {"channels called": expected["channels called"], "stopped": "killed"}
+        if answer == "bad-buffer":  # killed: never returned to, nothing retired
+            expected = {"channels called": expected["channels called"], "stopped": "killed",
+                        "pc": pc, "a0": r[10], "a1": r[11], "instret": instret}
         elif answer == "blocked":  # nothing moves, nothing retires: the woken guest retries
             expected.update(pc=pc, a0=r[10], a1=r[11], instret=instret)
         else:
