@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CPU_EACH: dict[str, dict[str, float]] = {}  # side -> submission -> CPU seconds (this round)
 sys.path.insert(0, str(REPO / "tests"))
 VMLAB = [sys.executable, "-m", "vmlab"]
 
@@ -56,7 +57,8 @@ def lifted_rubric(dest: Path) -> Path:
 
 def one_by_one(export: Path, keys: list[str], out: Path, jobs: int,
                rubric: Path) -> tuple[float, float]:
-    """`vmlab grade` on each submission, `jobs` at a time: (wall, CPU) seconds."""
+    """`vmlab grade` on each submission, `jobs` at a time: (wall, CPU) seconds; each one's CPU
+    in `CPU_EACH`."""
     out.mkdir(parents=True, exist_ok=True)
     todo, running, cpu = list(keys), {}, 0.0
     start = time.monotonic()
@@ -73,6 +75,7 @@ def one_by_one(export: Path, keys: list[str], out: Path, jobs: int,
             cpu += _cpu(ru)
             key, p = running.pop(pid)
             p.returncode = 0
+            CPU_EACH.setdefault("single", {})[key] = _cpu(ru)
             print(f"    graded {key} ({len(keys) - len(todo) - len(running)}/{len(keys)}): "
                   f"{_cpu(ru):.0f} s CPU", flush=True)
     return time.monotonic() - start, cpu
@@ -102,6 +105,7 @@ def batch(export: Path, out: Path, jobs: int, interrupt_after: int,
     wall = time.monotonic() - start
     for line in (out / ".logs" / "answers.jsonl").read_text().splitlines():
         answer = json.loads(line)
+        CPU_EACH.setdefault("batch", {})[answer["key"]] = answer["cpu"]
         print(f"    graded {answer['key']}: {answer['cpu']:.0f} s CPU", flush=True)
     return wall, _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - before
 
@@ -140,6 +144,7 @@ def main(argv: list[str]) -> None:
         shutil.rmtree(out_b, ignore_errors=True)
         shutil.rmtree(out_s, ignore_errors=True)
         sides = {}
+        CPU_EACH.clear()
         for side in (("batch", "single") if r % 2 == 0 else ("single", "batch")):
             if side == "batch":
                 sides[side] = batch(root, out_b, a.jobs, a.interrupt_after, rubric)
@@ -152,10 +157,16 @@ def main(argv: list[str]) -> None:
         (s_wall, s_cpu), (b_wall, b_cpu) = sides["single"], sides["batch"]
         row = (n / (s_cpu / 60), n / (b_cpu / 60), n / (s_wall * a.jobs / 60),
                n / (b_wall * a.jobs / 60))
+        each = [CPU_EACH["single"][k] / CPU_EACH["batch"][k] for k in keys
+                if CPU_EACH.get("batch", {}).get(k) and k in CPU_EACH.get("single", {})]
         rows.append(row)
-        print(f"  round {r + 1}: submissions per core-minute, CPU: one by one {row[0]:.2f}, batch "
-              f"{row[1]:.2f} ({row[1] / row[0]:.2f}x); wall x cores: one by one {row[2]:.2f}, "
-              f"batch {row[3]:.2f} ({row[3] / row[2]:.2f}x)", flush=True)
+        line = (f"  round {r + 1}: submissions per core-minute, CPU: one by one {row[0]:.2f}, "
+                f"batch {row[1]:.2f} ({row[1] / row[0]:.2f}x); wall x cores: one by one "
+                f"{row[2]:.2f}, batch {row[3]:.2f} ({row[3] / row[2]:.2f}x)")
+        if each:
+            line += (f"; each submission's CPU, one by one / batch: median "
+                     f"{statistics.median(each):.2f}x ({min(each):.2f}x to {max(each):.2f}x)")
+        print(line, flush=True)
         differ += compare(keys, out_b, out_s)
     med = [statistics.median(x) for x in zip(*rows, strict=True)]
     ratios = [statistics.median(r[1] / r[0] for r in rows),
