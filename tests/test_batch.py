@@ -295,8 +295,8 @@ def test_feedback_pages_render_the_markdown_for_course_staff(graded):
     _, out, _ = graded
     report = Report()
     report.feed((out / "report.html").read_text())
-    pages = [link for link in report.links if link.endswith("feedback.html")]
-    assert len(pages) == len(report.students) - 1  # 1009's submission was damaged
+    pages = {link for link in report.links if link.endswith(".html")}
+    assert pages == {f"students/{key}/feedback.html" for key in ALONE}  # 19's was damaged
     page = Report()
     text = (out / "students" / "submission_13" / "feedback.html").read_text()
     page.feed(text)

@@ -21,7 +21,7 @@ from .rubric import Rubric
 BINS = 10
 
 CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; } td, th { padding: 2px 8px; text-align: left; }
 tr:nth-child(even) { background: #f4f4f4; } th { border-bottom: 1px solid #999; }
@@ -35,7 +35,9 @@ code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
        background: #f2f2f2; padding: 0 2px; } pre code { background: none; padding: 0; }
 section.test { border-top: 1px solid #ccc; margin-top: 1.5em; }
 section.test table td, section.test table th { border: 1px solid #ddd; }
-nav { font-size: 13px; margin-bottom: 1em; }
+nav { font-size: 13px; margin-bottom: 1em; } div.wide { overflow-x: auto; }
+#students { font-size: 12.5px; } #students td, #students th { padding: 2px 5px; }
+details summary { cursor: pointer; color: #555; }
 """
 
 
@@ -100,10 +102,12 @@ def feedback_html(results: dict, entry: Entry, rubric: Rubric) -> str:
     out.append("</table>")
     for i, t in enumerate(tests):
         score, most = float(t.get("score", 0)), float(t.get("max_score", 0))
+        body = render_markdown((t.get("output") or "").strip())
+        if score >= most:  # what failed is what staff read: a passed test's output folds away
+            body = f"<details><summary>passed: its output</summary>{body}</details>"
         out.append(f'<section class=test id="test-{i}"><h2>{esc(t.get("number", ""))}. '
                    f'{esc(t.get("name", ""))} <span class="{"full" if score >= most else "lost"}">'
-                   f"{score:g} / {most:g}</span></h2>"
-                   f'{render_markdown((t.get("output") or "").strip())}</section>')
+                   f"{score:g} / {most:g}</span></h2>{body}</section>")
     out.append("</body></html>\n")
     return "\n".join(out)
 
@@ -192,9 +196,11 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
             errors.items())]
         out += [f'<li class=error>{esc(why)}</li>' for _, why in found.problems]
         out += ["</ul>"]
-    out += ["<h2>Students</h2><table id=students><tr><th>name</th><th>SID</th><th>email</th>"
-            + "".join(f"<th>{esc(p)}</th>" for p in parts)
-            + "<th>total</th><th>feedback</th></tr>"]
+    # each name links to the student's feedback page; the table scrolls sideways on its own
+    # when the parts are many, so the page keeps its width
+    out += ["<h2>Students</h2><div class=wide><table id=students><tr><th>name</th><th>SID</th>"
+            "<th>email</th><th>total</th>" + "".join(f"<th>{esc(p)}</th>" for p in parts)
+            + "<th>feedback</th></tr>"]
     for e in found.entries:
         r = results.get(e.key)
         scores = part_scores(r, rubric) if r else {}
@@ -202,12 +208,13 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
             cells = "".join(f'<td class="num">{scores.get(p, 0):g}</td>' if r else "<td></td>"
                             for p in parts)
             total = f"{float(r.get('score', 0)):g}" if r else ""
-            link = (f'<a href="students/{esc(e.key)}/feedback.html">feedback</a> '
-                    f'<a class=muted href="students/{esc(e.key)}/feedback.md">(Markdown)</a>'
-                    if r else
-                    f'<span class=error>{esc(errors.get(e.key, "not graded yet"))}</span>')
-            out.append(f'<tr class=student data-sid="{esc(s.sid)}"><td>{esc(s.name)}</td>'
-                       f'<td>{esc(s.sid)}</td><td>{esc(s.email)}</td>{cells}'
-                       f'<td class="num">{total}</td><td>{link}</td></tr>')
-    out += ["</table></body></html>\n"]
+            page = f"students/{esc(e.key)}/feedback"
+            name = (f'<a href="{page}.html">{esc(s.name or e.key)}</a>' if r
+                    else esc(s.name or e.key))
+            link = (f'<a href="{page}.html">page</a> · <a href="{page}.md">Markdown</a>' if r
+                    else f'<span class=error>{esc(errors.get(e.key, "not graded yet"))}</span>')
+            out.append(f'<tr class=student data-sid="{esc(s.sid)}"><td>{name}</td>'
+                       f'<td>{esc(s.sid)}</td><td>{esc(s.email)}</td>'
+                       f'<td class="num"><b>{total}</b></td>{cells}<td>{link}</td></tr>')
+    out += ["</table></div></body></html>\n"]
     write_atomic(path, "\n".join(out))
