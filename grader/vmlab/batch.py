@@ -9,7 +9,8 @@ student's results.json and feedback, a summary on the terminal and report.html (
     DIR/gradebook.csv          one row per submitter: name, SID, email, score per part, total
     DIR/canvas.csv             the same scores in the columns Canvas's gradebook import reads
     DIR/report.html            histogram, pass rate of each test per part, a row per student
-    DIR/students/KEY/          results.json, feedback.md, error.txt (when it could not be graded)
+    DIR/students/KEY/          results.json, feedback.md and feedback.html (the same, as a web
+                               page), error.txt (when it could not be graded)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import typer
 
-from .batch_child import Child, cluster_task, timed_out
+from .batch_child import Child, adopt_orphans, cluster_task, reap_orphans, timed_out
 from .batch_export import Batch, Entry, discover
 from .errors import UsageError, fail
 from .rubric import Rubric
@@ -61,13 +62,14 @@ def done(out: Path, key: str) -> bool:
 
 def record(out: Path, entry: Entry, answer: dict, rubric: Rubric) -> str | None:
     """Store one answer; the reason it failed, if it did."""
-    from .report import feedback_markdown
+    from .report import feedback_html, feedback_markdown
     d = student_dir(out, entry.key)
     error = answer.get("error")
     text = answer.get("results_text")
     if text is not None:
         results = json.loads(text)
         write_atomic(d / "feedback.md", feedback_markdown(results, entry, rubric))
+        write_atomic(d / "feedback.html", feedback_html(results, entry, rubric))
         if error:
             write_atomic(d / "error.txt", error + "\n")
         else:
@@ -87,6 +89,11 @@ def run_local(jobs: list[dict], n: int, timeout: float, env: dict[str, str], log
     """Grade `jobs` on `n` grading processes of this machine."""
     pending = list(reversed(jobs))
     children = [Child(env, logs / f"grading-{i}.log") for i in range(max(1, min(n, len(jobs))))]
+    adopted = adopt_orphans()
+
+    def ended() -> None:  # a grading process died or was killed: what it left behind too
+        if adopted:
+            reap_orphans({c.proc.pid for c in children if c.proc is not None})
     try:
         while pending or any(c.job for c in children):
             for c in children:
@@ -97,6 +104,8 @@ def run_local(jobs: list[dict], n: int, timeout: float, env: dict[str, str], log
             for c in ready:
                 job = c.job
                 answer = c.read()
+                if c.proc is None:
+                    ended()
                 if answer is not None and job is not None:
                     on_answer(job, answer)
             now = time.monotonic()
@@ -104,10 +113,12 @@ def run_local(jobs: list[dict], n: int, timeout: float, env: dict[str, str], log
                 if c.job is not None and now - c.started > timeout:
                     job = c.job
                     c.kill()
+                    ended()
                     on_answer(job, timed_out(job, timeout))
     finally:
         for c in children:
             c.kill()
+        ended()
 
 
 def run_cluster(address: str, jobs: list[dict], timeout: float, env: dict[str, str],
@@ -283,8 +294,12 @@ def batch(
     cap = timeout or rubric.time_limit * 1.5 + 60
     job_list = [{"key": e.key, "submission": str(e.path.resolve()), "handout": str(handout),
                  "rubric": str(rubric.path.resolve()) if rubric_path else None,
-                 "tests": [t.id for t in tests], "secret": secret or ""} for e in todo]
+                 "tests": [t.id for t in tests], "secret": secret or ""}
+                for e in todo if e.problem is None]
     errors = _old_errors(out, found.entries, todo)
+    for e in todo:  # damaged in the export: not graded, and the gradebook says why
+        if e.problem is not None:
+            errors[e.key] = record(out, e, {"key": e.key, "error": e.problem}, rubric) or ""
     graded = _grade(job_list, found, out, rubric, jobs or os.cpu_count() or 1, cap, env,
                     scheduler, errors, quiet)
     _finish(out, found, rubric, tests, errors)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RECYCLE = 200  # submissions a grading process grades before a fresh one takes over
+SCRATCH = "vmlab-batch-"  # a grading process's scratch folder: $TMPDIR/vmlab-batch-PID-*
 
 
 # ----- in the grading process ---------------------------------------------------------------------
@@ -57,40 +59,46 @@ def _cpu() -> float:
 def grade_job(job: dict) -> dict:
     """Grade one submission: {"key", "results_text"} (results.json as `vmlab grade` writes
     it), plus "error" when grading could not start."""
+    from . import offering
     from .errors import UsageError
-    from .feedback import missing_files
-    from .grade import grade_lab, select
+    from .grade import grade_lab, notes, select
     from .gradescope import write_error_results
     from .rubric import load as load_rubric
     from .submission import assemble
-    if job.get("secret"):
-        os.environ["VMLAB_SECRET"] = job["secret"]
+    secret = job.get("secret") or None
+    if secret:  # the memos' keys name it (memo.test_key)
+        os.environ["VMLAB_SECRET"] = secret
     else:
         os.environ.pop("VMLAB_SECRET", None)
     _prepare(job["handout"])
     start, cpu = time.monotonic(), _cpu()
     answer: dict = {"key": job["key"]}
-    with tempfile.TemporaryDirectory(prefix="vmlab-batch-") as tmp:
-        out = Path(tmp) / "results.json"
-        try:
+    tmp = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
+    # the worker's own user (when we run as root, without bubblewrap) reads the lab in it, as
+    # `vmlab grade`'s in the temporary folder (Confinement.prepare opens the lab itself)
+    os.chmod(tmp, 0o711)
+    try:
+        out = tmp / "results.json"
+        submission = Path(job["submission"])
+        try:  # as `vmlab grade` does (grade.grade)
             rubric = load_rubric(Path(job["rubric"]) if job.get("rubric") else None)
+            if secret is not None:
+                rubric = offering.apply(rubric, secret)
             tests = select(rubric, [], job.get("tests") or [], visible_only=False)
-            lab, _, missing = assemble(Path(job["submission"]), Path(job["handout"]),
-                                       rubric.editable, into=Path(tmp) / "lab")
+            lab, taken, missing = assemble(submission, Path(job["handout"]), rubric.editable,
+                                           into=tmp / "lab")
+            extra = notes(submission, lab, taken, missing, rubric, tests)
         except (UsageError, OSError) as e:
             message = str(e) if isinstance(e, UsageError) else (
                 f"submission {job['submission']}: cannot read {e.filename or 'a file'} "
                 f"({e.strerror}).")
             write_error_results(out, f"Grading could not start: {message}")
             answer.update(error=message)
-        else:
-            extra = missing_files(missing) if missing else ""
-            try:
-                grade_lab(lab, rubric, tests, out, extra)
-            finally:
-                if str(lab) in sys.path:
-                    sys.path.remove(str(lab))
+        else:  # the grader's machine from the pristine handout, never the student's folder
+            grade_lab(lab, rubric, tests, out, extra, reference=Path(job["handout"]))
         answer["results_text"] = out.read_text()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     from . import memo
     answer.update(seconds=round(time.monotonic() - start, 3), cpu=round(_cpu() - cpu, 3),
                   pid=os.getpid(), memo=dict(memo.stats))
@@ -144,6 +152,31 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def adopt_orphans() -> bool:
+    """Make this process (the batch) adopt what a grading process that died leaves behind (its
+    sandboxed worker, say), so that `reap_orphans` can end it (Linux)."""
+    from .confine import _subreaper
+    return _subreaper()
+
+
+def reap_orphans(live: set[int]) -> None:
+    """Kill, with their descendants, and reap this process's children that are not the live
+    grading processes `live`: orphans adopted from a grading process that died."""
+    from .confine import _children
+    for pid in _children(os.getpid()):
+        if pid in live:
+            continue
+        for victim in [pid, *_descendants(pid)]:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
 class Child:
     """A grading process, its current job and when it started."""
 
@@ -186,10 +219,12 @@ class Child:
         if not chunk:
             assert self.proc is not None
             code = self.proc.wait()
+            key = (self.job or {}).get("key")
             self.kill()
-            return {"key": (self.job or {}).get("key"),
-                    "error": f"the grading process died (exit status {code}): out of memory, "
-                             "or something the submission did broke it"}
+            return {"key": key, "error": f"the grading process died ({died(code)}) while "
+                                         "grading it: out of memory, or a bug of the grader "
+                                         "that this submission brought out; its result is "
+                                         "lost, the rest of the batch is not"}
         self.buffer += chunk
         if not self.buffer.endswith(b"\n"):
             return None
@@ -199,6 +234,7 @@ class Child:
         return answer
 
     def kill(self) -> None:
+        """Kill the grading process and everything it started; remove its scratch folder."""
         if self.proc is None:
             return
         for pid in _descendants(self.proc.pid):
@@ -216,6 +252,9 @@ class Child:
         for f in (self.proc.stdin, self.proc.stdout):
             if f is not None:
                 f.close()
+        # a process killed in the middle of a submission left its scratch folder behind
+        for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH}{self.proc.pid}-*"):
+            shutil.rmtree(folder, ignore_errors=True)
         self.proc, self.job = None, None
 
     def run(self, job: dict, timeout: float) -> dict:
@@ -231,6 +270,16 @@ class Child:
             answer = self.read()
             if answer is not None:
                 return answer
+
+
+def died(code: int) -> str:
+    """How a process ended, from its exit status."""
+    if code < 0:
+        try:
+            return f"killed by signal {-code}, {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def timed_out(job: dict, timeout: float) -> dict:

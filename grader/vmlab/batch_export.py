@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -39,11 +40,13 @@ class Submitter:
 
 @dataclass
 class Entry:
-    """One submission: `key` names its folder in the output, `path` is a folder or a zip."""
+    """One submission: `key` names its folder in the output, `path` is a folder or a zip.
+    `problem`: why it cannot be graded (a file of it was damaged in the export), if so."""
     key: str
     path: Path
     submitters: list[Submitter]
     created_at: str = ""
+    problem: str | None = None
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Batch:
     entries: list[Entry] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (key or file, paragraph)
     source: str = "folder"  # or "gradescope"
+    # members of an export zip that could not be unpacked: where, and the paragraph that says so
+    damaged: dict[Path, str] = field(default_factory=dict)
 
 
 def discover(source: Path, scratch: Path) -> Batch:
@@ -79,7 +84,12 @@ def discover(source: Path, scratch: Path) -> Batch:
         raise UsageError(f"submissions {source}: this is one submission (it has a vmm/ folder), "
                          "not a batch: grade it with `vmlab grade`, or put it in a folder of "
                          "submissions.")
-    children = sorted(p for p in source.iterdir() if not p.name.startswith((".", "__MACOSX")))
+    try:
+        children = sorted(p for p in source.iterdir()
+                          if not p.name.startswith((".", "__MACOSX")))
+    except OSError as e:
+        raise UsageError(f"submissions {source}: cannot read the folder ({e.strerror}).") \
+            from None
     if any(p.is_dir() and p.name.startswith("submission_") for p in children):
         batch.problems.append((str(source / METADATA), (
             f"{source / METADATA}: missing, although {source} holds submission_* folders as "
@@ -89,6 +99,11 @@ def discover(source: Path, scratch: Path) -> Batch:
         if p.is_dir() or (p.is_file() and p.suffix == ".zip"):
             key = _key(p.stem if p.is_file() else p.name)
             batch.entries.append(Entry(key, p, [Submitter(p.stem, p.stem, "")]))
+        else:
+            batch.problems.append((str(p), (
+                f"{p}: neither a folder nor a zip, so not a submission of this folder of "
+                "submissions (each is one folder or zip); not graded. Unpack it into a folder "
+                "(a .tar.gz, say) if it is one.")))
     if not batch.entries:
         raise UsageError(f"submissions {source}: not a Gradescope export (no {METADATA}) and "
                          "no submission folder or zip in it.")
@@ -125,15 +140,24 @@ def _unpack(zpath: Path, dest: Path, batch: Batch) -> Path:
                     continue
                 total += info.file_size
                 if info.file_size > MAX_MEMBER or total > MAX_EXPORT:
-                    batch.problems.append((name, (
-                        f"{zpath}: the member {name!r} is {info.file_size} bytes, over the "
-                        f"{MAX_MEMBER >> 20} MiB a file of an export may have (or the export "
-                        f"is over {MAX_EXPORT >> 30} GiB); it was not unpacked.")))
+                    why = (f"{zpath}: the member {name!r} is {info.file_size} bytes, over the "
+                           f"{MAX_MEMBER >> 20} MiB a file of an export may have (or the export "
+                           f"is over {MAX_EXPORT >> 30} GiB); it was not unpacked.")
+                    batch.problems.append((name, why))
+                    batch.damaged[dest.joinpath(*parts)] = why
                     continue
                 target = dest.joinpath(*parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                try:
+                    with z.open(info) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                except (zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError,
+                        zlib.error) as e:  # a bad CRC, cut short, encrypted, odd compression
+                    target.unlink(missing_ok=True)
+                    why = (f"{zpath}: the member {name!r} cannot be read ({e}); it was not "
+                           "unpacked. The rest was.")
+                    batch.problems.append((name, why))
+                    batch.damaged[target] = why
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise UsageError(f"submissions {zpath}: the zip cannot be read ({e}).") from None
     return dest
@@ -208,7 +232,13 @@ def _entry(meta: Path, root: Path, folder: str, info: object, batch: Batch) -> E
             "`:email:`; that submission was not graded.")))
         return None
     created = info.get(":created_at", "") if isinstance(info, dict) else ""
-    return Entry(_key(folder), path, people, str(created or ""))
+    entry = Entry(_key(folder), path, people, str(created or ""))
+    lost = [why for where, why in batch.damaged.items() if path in where.parents]
+    if lost:  # graded without that file, it would score as if the student had not written it
+        entry.problem = ("a file of this submission could not be unpacked from the export "
+                         "(graded without it, the submission would lose that file's points): "
+                         + lost[0])
+    return entry
 
 
 def _no_duplicate_sids(meta: Path, batch: Batch) -> None:

@@ -49,6 +49,27 @@ def select(rubric: Rubric, parts: list[str], tests: list[str], visible_only: boo
             and (t.visible or not visible_only)]
 
 
+def notes(submission: Path, lab: Path, taken: list[str], missing: list[str], rubric: Rubric,
+          tests: list[Test]) -> str:
+    """What results.json says before the tests (missing, ignored and unparsable files, the
+    development seeds); `vmlab batch` says the same."""
+    from . import offering
+    from .feedback import ignored_files, missing_files
+    from .submission import ignored, syntax_errors
+    found = [missing_files(missing)] if missing else []
+    others = ignored(submission, taken)
+    if others:
+        found.append(ignored_files(others, rubric.editable))
+    broken = syntax_errors(lab, [f for f in rubric.editable if f not in missing])
+    if broken:
+        found.append("These files do not parse, so nothing that imports them can run and "
+                     "their tests score 0: " + "; ".join(broken.values()) + ".")
+    development = offering.development_note(rubric, tests)
+    if development:
+        found.append(development)
+    return "\n\n".join(found)
+
+
 def grade_lab(lab: Path, rubric: Rubric, tests: list[Test], out: Path, extra_output: str = "",
               log: Callable[[str], None] = lambda s: None,
               reference: Path | None = None) -> dict:
@@ -160,7 +181,7 @@ def grade(
 ) -> None:
     """Grade a submission: a score table on stdout, and Gradescope's results.json."""
     from . import offering
-    from .submission import assemble, ignored, syntax_errors
+    from .submission import assemble
     try:
         rubric = load_rubric(rubric_path)
         secret = offering.secret_from(secret)
@@ -172,19 +193,7 @@ def grade(
         from .gradescope import write_error_results
         write_error_results(out, f"Grading could not start: {e}")
         raise fail(str(e)) from None
-    from .feedback import ignored_files, missing_files
-    notes = [missing_files(missing)] if missing else []
-    others = ignored(submission, taken)
-    if others:
-        notes.append(ignored_files(others, rubric.editable))
-    broken = syntax_errors(lab, [f for f in rubric.editable if f not in missing])
-    if broken:
-        notes.append("These files do not parse, so nothing that imports them can run and "
-                     "their tests score 0: " + "; ".join(broken.values()) + ".")
-    development = offering.development_note(rubric, tests)
-    if development:
-        notes.append(development)
-    extra = "\n\n".join(notes)
+    extra = notes(submission, lab, taken, missing, rubric, tests)
     # the runner captures sys.stderr into the tests' output: progress goes to the real one
     log = (lambda s: print(s, file=sys.__stderr__)) if verbose else (lambda s: None)
     try:

@@ -1,9 +1,12 @@
-"""What course staff read after `vmlab batch`: report.html, and each student's feedback.md.
+"""What course staff read after `vmlab batch`: report.html, and each student's feedback, as
+Markdown (feedback.md, what the student sees on Gradescope) and as a web page (feedback.html).
 
-The report is one file that any browser opens offline: no script, no server, no fonts or styles
-from elsewhere; its charts are inline SVG. It shows the score histogram, each test's pass rate
-as a bar (grouped by part), what could not be graded and why, and a row per student that links
-to their feedback.
+Every page opens offline in any browser: no script, no server, no fonts or styles from
+elsewhere; the report's charts are inline SVG. The report shows the score histogram, each test's
+pass rate as a bar (grouped by part), what could not be graded and why, and a row per student
+that links to their feedback page. A feedback page is the Markdown rendered by markdown-it-py
+(CommonMark and its tables; raw HTML in it is shown as text, never run, since the feedback
+quotes the student's own tracebacks and messages).
 """
 
 from __future__ import annotations
@@ -18,13 +21,23 @@ from .rubric import Rubric
 BINS = 10
 
 CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; } td, th { padding: 2px 8px; text-align: left; }
 tr:nth-child(even) { background: #f4f4f4; } th { border-bottom: 1px solid #999; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .bar { fill: #4a7fb5; } .fail { fill: #d9534f; } .axis { stroke: #888; }
 .error { color: #b00; } .muted { color: #777; } .part { font-weight: bold; padding-top: 8px; }
+.full { color: #1a7f37; font-weight: bold; } .lost { color: #b00; font-weight: bold; }
+pre { background: #f6f8fa; border: 1px solid #ddd; padding: 8px 10px; overflow-x: auto;
+      font: 12.5px/1.35 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+       background: #f2f2f2; padding: 0 2px; } pre code { background: none; padding: 0; }
+section.test { border-top: 1px solid #ccc; margin-top: 1.5em; }
+section.test table td, section.test table th { border: 1px solid #ddd; }
+nav { font-size: 13px; margin-bottom: 1em; } div.wide { overflow-x: auto; }
+#students { font-size: 12.5px; } #students td, #students th { padding: 2px 5px; }
+details summary { cursor: pointer; color: #555; }
 """
 
 
@@ -51,6 +64,52 @@ def feedback_markdown(results: dict, entry: Entry, rubric: Rubric) -> str:
         lines += ["", f"## {t.get('number', '')}. {t.get('name', '')}", "",
                   (t.get("output") or "").strip()]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(text: str) -> str:
+    """Markdown as HTML: CommonMark and its tables, raw HTML escaped (shown, never run)."""
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError:  # rich brings it; without it, the text as it is
+        return f"<pre>{esc(text)}</pre>"
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+def feedback_html(results: dict, entry: Entry, rubric: Rubric) -> str:
+    """A student's results.json as a web page for course staff: what feedback.md says, with a
+    score table that links to each test's feedback, and a way back to the report."""
+    who = ", ".join(f"{s.name} ({s.sid})" if s.sid else s.name for s in entry.submitters)
+    tests = sorted(results.get("tests", []), key=lambda t: [int(n) for n in str(
+        t.get("number") or "0").split(".") if n.isdigit()])
+    top = sum(float(t.get("max_score", 0)) for t in tests)
+    out = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+           f"<title>{esc(who or entry.key)}: {esc(rubric.title)}</title>",
+           f"<style>{CSS}</style></head><body>",
+           '<nav><a href="../../report.html">&larr; the batch report</a> · '
+           '<a href="feedback.md">this feedback as Markdown</a> (what the student sees)</nav>',
+           f"<h1>{esc(who or entry.key)}</h1>",
+           f'<p class=muted>{esc(rubric.title)} · submission {esc(entry.key)}</p>',
+           f"<p id=score><b>Score: {float(results.get('score', 0)):g} / {top:g}</b></p>"]
+    if results.get("output"):
+        out.append(f"<div id=output>{render_markdown(results['output'])}</div>")
+    out.append("<table id=scores><tr><th>#</th><th>test</th><th>score</th></tr>")
+    for i, t in enumerate(tests):
+        score, most = float(t.get("score", 0)), float(t.get("max_score", 0))
+        out.append(f'<tr><td class="num">{esc(t.get("number", ""))}</td>'
+                   f'<td><a href="#test-{i}">{esc(t.get("name", ""))}</a></td>'
+                   f'<td class="num {"full" if score >= most else "lost"}">'
+                   f"{score:g} / {most:g}</td></tr>")
+    out.append("</table>")
+    for i, t in enumerate(tests):
+        score, most = float(t.get("score", 0)), float(t.get("max_score", 0))
+        body = render_markdown((t.get("output") or "").strip())
+        if score >= most:  # what failed is what staff read: a passed test's output folds away
+            body = f"<details><summary>passed: its output</summary>{body}</details>"
+        out.append(f'<section class=test id="test-{i}"><h2>{esc(t.get("number", ""))}. '
+                   f'{esc(t.get("name", ""))} <span class="{"full" if score >= most else "lost"}">'
+                   f"{score:g} / {most:g}</span></h2>{body}</section>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
 
 
 def histogram_svg(totals: list[float], top: float) -> str:
@@ -137,9 +196,11 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
             errors.items())]
         out += [f'<li class=error>{esc(why)}</li>' for _, why in found.problems]
         out += ["</ul>"]
-    out += ["<h2>Students</h2><table id=students><tr><th>name</th><th>SID</th><th>email</th>"
-            + "".join(f"<th>{esc(p)}</th>" for p in parts)
-            + "<th>total</th><th>feedback</th></tr>"]
+    # each name links to the student's feedback page; the table scrolls sideways on its own
+    # when the parts are many, so the page keeps its width
+    out += ["<h2>Students</h2><div class=wide><table id=students><tr><th>name</th><th>SID</th>"
+            "<th>email</th><th>total</th>" + "".join(f"<th>{esc(p)}</th>" for p in parts)
+            + "<th>feedback</th></tr>"]
     for e in found.entries:
         r = results.get(e.key)
         scores = part_scores(r, rubric) if r else {}
@@ -147,10 +208,13 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
             cells = "".join(f'<td class="num">{scores.get(p, 0):g}</td>' if r else "<td></td>"
                             for p in parts)
             total = f"{float(r.get('score', 0)):g}" if r else ""
-            link = (f'<a href="students/{esc(e.key)}/feedback.md">feedback</a>' if r else
-                    f'<span class=error>{esc(errors.get(e.key, "not graded yet"))}</span>')
-            out.append(f'<tr class=student data-sid="{esc(s.sid)}"><td>{esc(s.name)}</td>'
-                       f'<td>{esc(s.sid)}</td><td>{esc(s.email)}</td>{cells}'
-                       f'<td class="num">{total}</td><td>{link}</td></tr>')
-    out += ["</table></body></html>\n"]
+            page = f"students/{esc(e.key)}/feedback"
+            name = (f'<a href="{page}.html">{esc(s.name or e.key)}</a>' if r
+                    else esc(s.name or e.key))
+            link = (f'<a href="{page}.html">page</a> · <a href="{page}.md">Markdown</a>' if r
+                    else f'<span class=error>{esc(errors.get(e.key, "not graded yet"))}</span>')
+            out.append(f'<tr class=student data-sid="{esc(s.sid)}"><td>{name}</td>'
+                       f'<td>{esc(s.sid)}</td><td>{esc(s.email)}</td>'
+                       f'<td class="num"><b>{total}</b></td>{cells}<td>{link}</td></tr>')
+    out += ["</table></div></body></html>\n"]
     write_atomic(path, "\n".join(out))

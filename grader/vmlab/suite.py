@@ -55,8 +55,10 @@ class Fingerprint:
         self.digest = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
         self.count = 0
 
-    def add(self, example: object) -> None:
-        self.digest.update(canonical(example).encode("utf-8", "replace") + b"\0")
+    def add(self, example: object, shown: str | None = None) -> None:
+        """`shown`: the example's `canonical` text, if it is known already."""
+        text = canonical(example) if shown is None else shown
+        self.digest.update(text.encode("utf-8", "replace") + b"\0")
         self.count += 1
 
     def hex(self) -> str:
@@ -224,6 +226,11 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
     # every failure seen, shrinking included
     failures: list[BaseException] = _Seen(tally) if prop.stateful else []
     Counterexample.made = failures
+    # in a batch (memo.py): what another submission passed is checked first, and the worker's
+    # answers then stand in for its answers to the same requests when hypothesis reruns
+    run = memo.start(prop, test, worker)
+    if run is not None:
+        worker = run.worker
 
     def guard() -> None:
         now = time.monotonic()
@@ -233,9 +240,9 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
             raise TimeUp()
         tally.ran += 1
 
-    def check(example: object) -> None:
+    def check(example: object, shown: str | None = None) -> None:
         guard()
-        prints.add(example)
+        prints.add(example, shown)
         try:
             prop.check(example, worker)
         except StudentError as e:
@@ -256,19 +263,21 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
             tally.failed(example)
             raise
 
-    # in a batch, the examples another submission passed are checked first (memo.py)
-    key, test_fn, recorder = memo.test_key(prop, test), check, None
-    if key is not None:
-        if memo.replay(key, check):
-            return tally.ran, None, []
+    def test_fn(example: object) -> None:  # hypothesis's test: one argument
+        check(example)
+
+    if run is not None:
+        try:
+            if run.replay(check, _Guarded(worker, guard, prop, tally, prints).call, (TimeUp,)):
+                Counterexample.made = None
+                return tally.ran, None, []
+        except TimeUp:  # where the run alone would have stopped too: the same examples
+            Counterexample.made = None
+            return tally.ran, TimeUp(), []
         tally.__init__()  # hypothesis grades it from the start: nothing of the replay counts
         prints.reset()
         failures.clear()
-        recorder = memo.Recorder(key)
-
-        def test_fn(example: object) -> None:
-            recorder.keep(example)
-            check(example)
+        test_fn = run.recording(check)
 
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -295,8 +304,8 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
         return tally.ran, e, list(getattr(e, "__notes__", []))
     finally:
         Counterexample.made = None
-    if recorder is not None:
-        recorder.commit(tally.ran)
+    if run is not None:
+        run.commit(tally.ran, canonical)
     return tally.ran, None, []
 
 
