@@ -248,7 +248,7 @@ class Worker:
             raise WorkerFailure("timeout", "no answer in time: an endless loop, or an endless "
                                            "recursion, in the VMM's Python code?") from None
         except WireError as e:
-            status = self._status()
+            status = self._status(end)
             if status is not None:  # its link closed because it died: say how
                 raise WorkerFailure("crash", _death(status)) from None
             raise WorkerFailure("garbled", f"the worker broke its link to the hardware "
@@ -257,7 +257,7 @@ class Worker:
             if e.kind == "timeout":
                 raise WorkerFailure("timeout", e.detail + ": an endless loop in the VMM's "
                                     "Python code?") from None
-            status = self._status() if e.kind == "crash" else None
+            status = self._status(end) if e.kind == "crash" else None
             raise WorkerFailure(e.kind, _death(status) if status is not None else e.detail) \
                 from None
 
@@ -282,13 +282,13 @@ class Worker:
         kept = "\n".join(text.rstrip().splitlines()[-lines:])
         return kept[-limit:].replace("```", "` ` `")  # not our fence
 
-    def _status(self) -> int | None:
-        """The worker's exit status, waiting a moment for a worker on its way out; None while
-        it lives."""
+    def _status(self, end: float) -> int | None:
+        """The worker's exit status, waiting for a worker on its way out (as long as the call
+        may last: a loaded machine takes its time to end bubblewrap); None while it lives."""
         if self.proc is None:
             return None
         try:
-            return self.proc.wait(timeout=5.0)
+            return self.proc.wait(timeout=max(1.0, end - time.monotonic()))
         except subprocess.TimeoutExpired:
             return None
 
