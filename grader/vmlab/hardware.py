@@ -22,22 +22,28 @@ import struct
 import tempfile
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from .wire import (
     CALL,
     DONE,
+    FENCE,
     NEW,
     REPLY,
     RESUME,
+    RESUME_HEAD,
     RUN,
+    SET_PC,
+    SET_STIMECMP,
     SNAPSHOT_CSRS,
+    SRET,
     TRAP,
-    Changes,
+    TRAP_STRUCT,
     Channel,
-    Trapped,
     WireError,
     as_json,
+    writes_struct,
 )
 
 MAX_RAM = 512 << 20  # bytes of RAM one machine may have
@@ -76,6 +82,7 @@ class _Box:
     machine: Any
     ram: mmap.mmap
     label: str = ""
+    raw_label: bytes = b""
 
 
 class Hardware:
@@ -142,8 +149,8 @@ class Hardware:
             self.boxes[handle] = _Box(machine, ram)
             while len(self.boxes) > MAX_MACHINES:
                 self.boxes.popitem(last=False)
-            state = _trapped(machine, None)
-            self.channel.send(REPLY, struct.pack("<I", handle) + state.pack(), fds=[fd])
+            state = _state(machine.hart, None)
+            self.channel.send(REPLY, struct.pack("<I", handle) + state, fds=[fd])
         finally:
             os.close(fd)
 
@@ -155,9 +162,9 @@ class Hardware:
         before, ran = m.hart.instret, m.steps
         self.running = box
         try:
-            first = _split(changes)[0]
-            if first is not None:
-                _apply(box, first)
+            n = _U32.unpack_from(changes)[0]
+            if n:
+                _apply_raw(box, changes, 4, n)
             if m.hart.mode == S_MODE and m.stopped is None:
                 raise Halt("handler-error", "your VMM ran the hardware in S-mode: S-mode is "
                            "the VMM's own, and the hardware runs only guests, in U-mode")
@@ -170,41 +177,52 @@ class Hardware:
         self.record.retired += m.hart.instret - before
         self._charge(box)
         self.record.stop = [stop.reason, stop.detail[:4000]]
-        self.channel.send(DONE, _trapped(m, None).pack() + as_json(self.record.stop))
+        self.channel.send(DONE, _state(m.hart, None) + as_json(self.record.stop))
 
     def _trap(self, event: Any) -> None:
         """The machine's S-mode: the VMM, in the worker. One round trip (and any calls the VMM
-        makes while it handles the trap)."""
+        makes while it handles the trap). Every trap comes here, so it packs the hart's state
+        and applies the VMM's changes straight from and to bytes, with no object between."""
         box = self.running
         assert box is not None
         self.record.traps += 1
-        self._charge(box)
-        self.channel.send(TRAP, _trapped(box.machine, event).pack())
+        if box.machine.mem.dirty:
+            self._charge(box)
+        channel = self.channel
+        channel.send(TRAP, _state(box.machine.hart, event))
         while True:
             try:
-                op, payload, _ = self.channel.receive()
+                op, payload, _ = channel.receive()
             except TimeoutError:
                 raise Abort("timeout", "the VMM did not return from a trap in time") from None
             except WireError as e:
                 raise Abort("crash", str(e)) from None
-            if op == CALL:
-                handle = struct.unpack_from("<I", payload)[0]
-                self._call(self._box(handle) if handle else None, payload[4:])
-                continue
-            if op != RESUME:
+            if op == RESUME:
+                break
+            if op != CALL:
                 raise Abort("garbled", f"an unexpected message ({op}) during a trap")
-            changes, tail = _split(payload)
-            if changes is not None:
-                _apply(box, changes)
-            ended = json.loads(tail) if tail else {}
-            from machine.hart import Halt
-            if "halt" in ended:
-                reason, detail = ended["halt"]
-                raise Halt(str(reason)[:40], str(detail)[:4000])
-            if "error" in ended:
-                raise Halt("handler-error", str(ended["error"])[:6000])
-            _deprivileged(box.machine.hart)  # for the sret that follows the handler
-            return
+            handle = _U32.unpack_from(payload)[0]
+            self._call(self._box(handle) if handle else None, payload[4:])
+        try:
+            n = _U32.unpack_from(payload)[0]
+            if n:
+                _apply_raw(box, payload, 4, n)
+            if len(payload) > 4 + n:
+                self._ended(payload[4 + n:])
+        except (ValueError, KeyError, TypeError, struct.error, UnicodeError,
+                RecursionError) as e:
+            raise Abort("garbled", f"a message the hardware could not take ({e})") from None
+        _deprivileged(box.machine.hart)  # for the sret that follows the handler
+
+    @staticmethod
+    def _ended(tail: bytes) -> None:
+        """How the VMM's handler ended, when not by returning: a halt, or an error."""
+        ended = json.loads(tail)
+        if "halt" in ended:
+            reason, detail = ended["halt"]
+            raise M.Halt(str(reason)[:40], str(detail)[:4000])
+        if "error" in ended:
+            raise M.Halt("handler-error", str(ended["error"])[:6000])
 
     def _charge(self, box: _Box) -> None:
         """The pages the hardware wrote since the last trap, charged to whoever the VMM said
@@ -217,13 +235,13 @@ class Hardware:
     # ----- calls: a CSR, a walk, the grader's ring ---------------------------------------------
 
     def _call(self, box: _Box | None, payload: bytes) -> None:
-        changes, tail = _split(payload)
-        request = json.loads(tail)
+        n = _U32.unpack_from(payload)[0]
+        request = json.loads(payload[4 + n:])
         what = request["op"]
-        if box is not None and changes is not None:
+        if box is not None and n:
             from machine.hart import Halt
             try:
-                _apply(box, changes)
+                _apply_raw(box, payload, 4, n)
             except Halt as h:
                 self.channel.send(REPLY, as_json({"failed": h.detail}))
                 return
@@ -298,52 +316,82 @@ def _shared_file(size: int) -> int:
     return fd
 
 
-def _trapped(m: Any, event: Any) -> Trapped:
-    h = m.hart
-    csrs = {n: getattr(h, field) for n, field in _snapshot_fields()}
-    csrs[0x144] = 0x20 if h.time() >= h.stimecmp else 0  # sip.STIP: the timer is pending
+_GETTERS: list[Any] = []
+
+
+def _state(h: Any, event: Any) -> bytes:
+    """wire.Trapped, packed straight from the hart: every trap sends one."""
+    if not _GETTERS:
+        at = SNAPSHOT_CSRS.index(0x144)  # sip is worked out: the timer is pending or not
+        fields = [M.csrs._FIELD[n] for n in SNAPSHOT_CSRS[:at] + SNAPSHOT_CSRS[at + 1:]]
+        _GETTERS[:] = [attrgetter(*fields[:at]), attrgetter(*fields[at:])]
+    before, after = _GETTERS
+    now, deadline = h.time(), h.stimecmp
     if event is None:
-        return Trapped(0, 0, 0, 0, False, 0, h.x, h.pc, h.mode, h.instret, h.time(), csrs,
-                       h.stimecmp)
-    return Trapped(event.cause, event.tval, event.pc, event.mode, event.virtual, event.gpa,
-                   h.x, h.pc, h.mode, h.instret, h.time(), csrs, h.stimecmp)
+        trap: tuple = (0, 0, 0, 0, False, 0)
+    else:
+        trap = (event.cause, event.tval, event.pc, event.mode, event.virtual, event.gpa)
+    return TRAP_STRUCT.pack(*trap, *h.x, h.pc, h.mode, h.instret, now, *before(h),
+                            0x20 if now >= deadline else 0, *after(h), deadline)
 
 
-_FIELDS: list[tuple[int, str]] = []
+class _Machine:
+    """The machine's modules, imported at first use: the grading process puts the pristine
+    handout's machine on its path before it makes any hardware (labroot.py)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from machine import csr, csrs, hart, traps
+        for k, v in (("csrs", csrs), ("Halt", hart.Halt), ("Trap", traps.Trap),
+                     ("SPP", csr.SSTATUS_SPP), ("S_MODE", hart.S_MODE)):
+            setattr(self, k, v)
+        return getattr(self, name)
 
 
-def _snapshot_fields() -> list[tuple[int, str]]:
-    """The hart's fields behind the snapshot's CSRs (all but sip, which is worked out)."""
-    if not _FIELDS:
-        from machine import csrs
-        _FIELDS.extend((n, csrs._FIELD[n]) for n in SNAPSHOT_CSRS if n != 0x144)
-    return _FIELDS
+M = _Machine()
+_U32 = struct.Struct("<I")
 
 
-def _apply(box: _Box, c: Changes) -> None:
-    """What the VMM did to the hardware, done to it here, in the order it did it."""
-    from machine import csrs
-    from machine.traps import Trap
+def _apply_raw(box: _Box, data: bytes, at: int, n: int) -> None:
+    """What the VMM did to the hardware (wire.Changes, packed, `n` bytes at `at`), done to it
+    here, in the order it did it."""
     m, h = box.machine, box.machine.hart
-    h.x[1:] = [v & 0xFFFF_FFFF for v in c.x[1:]]
-    for page in c.pages:
-        if page < m.mem.ram_size >> 12:
-            h.invalidate_code(page)
+    head = RESUME_HEAD.unpack_from(data, at)
+    flags, pc, stimecmp, ncsr, nfence, npage = head[32:]
+    end, at = at + n, at + RESUME_HEAD.size
+    h.x[1:] = head[1:32]  # 32-bit each: the struct says so
+    writes = ()
+    if ncsr:
+        flat = writes_struct(ncsr).unpack_from(data, at)
+        writes = zip(flat[::2], flat[1::2], strict=True)
+        at += 6 * ncsr
+    fences = []
+    for _ in range(nfence):
+        fences.append(FENCE.unpack_from(data, at))
+        at += FENCE.size
+    if npage:
+        for page in struct.unpack_from(f"<{npage}I", data, at):
+            if page < m.mem.ram_size >> 12:
+                h.invalidate_code(page)
+        at += 4 * npage
+    if at > end:
+        raise ValueError("changes longer than they said")
     try:
-        csrs.write_many(h, [(n, v) for n, v in c.csr_writes])
-    except (Trap, KeyError, AttributeError, ValueError) as e:
-        from machine.hart import Halt
-        raise Halt("handler-error", f"the VMM wrote a CSR the hardware does not have ({e})") \
+        M.csrs.write_many(h, writes)
+    except (M.Trap, KeyError, AttributeError, ValueError) as e:
+        raise M.Halt("handler-error", f"the VMM wrote a CSR the hardware does not have ({e})") \
             from None
-    for va, asid, ctx in c.fences:
-        h.mmu.sfence(va, asid, ctx=ctx)
-    if c.stimecmp is not None:
-        h.set_stimecmp(c.stimecmp)
-    if c.pc is not None:
-        h.pc = c.pc & 0xFFFF_FFFC
-    if c.label:
-        box.label = c.label
-    if c.sret:
+    for va, asid, ctx in fences:
+        h.mmu.sfence(None if va < 0 else va, None if asid < 0 else asid,
+                     ctx="S" if ctx < 0 else ("V", ctx))
+    if flags & SET_STIMECMP:
+        h.set_stimecmp(stimecmp)
+    if flags & SET_PC:
+        h.pc = pc & 0xFFFF_FFFC
+    if at < end:
+        label = data[at:end]
+        if label != box.raw_label:
+            box.raw_label, box.label = label, label.decode(errors="replace")
+    if flags & SRET:
         _deprivileged(h)
         h.sret()
 
@@ -352,17 +400,9 @@ def _deprivileged(h: Any) -> None:
     """S-mode is the VMM's, and the VMM is Python in the worker: the hardware runs only guests,
     in U-mode (VU-mode under nested paging). A guest in real S-mode would run its privileged
     instructions, and its SBI calls, on the bare hardware, as no VMM of the lecture's does."""
-    from machine import csr
-    from machine.hart import Halt
-    if h.sstatus & csr.SSTATUS_SPP:
-        raise Halt("handler-error", "your VMM returned to a guest in real S-mode (sstatus.SPP "
-                   "set at sret): a guest always runs deprivileged, in U-mode")
-
-
-def _split(payload: bytes) -> tuple[Changes | None, bytes]:
-    """A message's changes (None when it has none) and the rest of it."""
-    n = struct.unpack_from("<I", payload)[0]
-    return (Changes.unpack(payload[4:4 + n]) if n else None), payload[4 + n:]
+    if h.sstatus & M.SPP:
+        raise M.Halt("handler-error", "your VMM returned to a guest in real S-mode "
+                     "(sstatus.SPP set at sret): a guest always runs deprivileged, in U-mode")
 
 
 def _budget_stop() -> Any:

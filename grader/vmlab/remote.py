@@ -29,7 +29,23 @@ from .board import RAM_BASE, RAM_SIZE_DEFAULT
 from .hart import Halt, TrapEvent
 from .machine import EXIT_CODES, Stop
 from .traps import Trap
-from .wire import CALL, DONE, NEW, REPLY, RESUME, RUN, TRAP, Changes, Channel, Trapped, as_json
+from .wire import (
+    CALL,
+    DONE,
+    NEW,
+    REPLY,
+    RESUME,
+    RUN,
+    SNAPSHOT_CSRS,
+    TRAP,
+    TRAP_STRUCT,
+    Changes,
+    Channel,
+    Trapped,
+    as_json,
+)
+
+_U32 = struct.Struct("<I")
 
 _LINK: list[Channel] = []
 
@@ -111,6 +127,12 @@ class Hart:
         self.x = s.x
         self._pc, self.mode, self.instret, self._time = s.hart_pc, s.hart_mode, s.instret, s.time
         self.csrs, self.stimecmp = s.csrs, s.stimecmp
+
+    def _load_packed(self, v: tuple) -> None:
+        """The state of a TRAP message, unpacked (wire.TRAP_STRUCT): every trap loads one."""
+        self.x = list(v[6:38])
+        self._pc, self.mode, self.instret, self._time = v[38:42]
+        self.csrs, self.stimecmp = dict(zip(SNAPSHOT_CSRS, v[42:-1], strict=True)), v[-1]
 
     @property
     def pc(self) -> int:
@@ -227,26 +249,32 @@ class Machine:
                     self.stopped = stop
                 return stop
             _expect(TRAP, op)
-            self._on_trap(link, Trapped.unpack(payload))
+            self._on_trap(link, payload)
 
-    def _on_trap(self, link: Channel, t: Trapped) -> None:
-        self._sync(t)
-        event = TrapEvent(t.cause, t.tval, t.pc, t.mode, t.virtual, t.gpa)
-        ended: dict = {}
+    def _on_trap(self, link: Channel, payload: bytes) -> None:
+        v = TRAP_STRUCT.unpack(payload)
+        self.hart._load_packed(v)
+        self._written.clear()
+        event = TrapEvent(v[0], v[1], v[2], v[3], bool(v[4]), v[5])
+        ended = b""
         try:
             for observe in self._observers:
                 observe(event)
             if self._handler is not None:
                 self._handler(event)
         except Halt as h:
-            ended = {"halt": [h.reason, h.detail]}
+            ended = as_json({"halt": [h.reason, h.detail]})
         except Exception:  # noqa: BLE001 - as on the machine: the run stops, "handler-error"
-            ended = {"error": traceback.format_exc()}
+            ended = as_json({"error": traceback.format_exc()})
         except BaseException:
             # SystemExit and the like leave the worker's probe: the hardware stops the run too
             link.send(RESUME, self._pending() + as_json({"error": "the VMM left its handler"}))
             raise
-        link.send(RESUME, self._pending() + as_json(ended))
+        try:
+            changes = self._pending()
+        except Exception:  # noqa: BLE001 - e.g. a register set to what is not a number
+            changes, ended = _U32.pack(0), as_json({"error": traceback.format_exc()})
+        link.send(RESUME, changes + ended)
 
     def _sync(self, t: Trapped) -> None:
         self.hart._load(t)
@@ -255,10 +283,9 @@ class Machine:
     def _pending(self) -> bytes:
         """The changes since the hardware last ran, as a message part, and a clean slate."""
         c, self._changes = self._changes, Changes([])
-        c.x, c.label = list(self.hart.x), str(self.label() if callable(self.label)
-                                              else self.label)
+        c.x, c.label = self.hart.x, str(self.label() if callable(self.label) else self.label)
         data = c.pack()
-        return struct.pack("<I", len(data)) + data
+        return _U32.pack(len(data)) + data
 
     def _call(self, request: dict) -> dict:
         link = _channel()

@@ -13,7 +13,6 @@ trusts what it decodes: every number is masked to its width, every count bounded
 from __future__ import annotations
 
 import json
-import select
 import socket
 import struct
 import time
@@ -27,10 +26,10 @@ NEW, RUN, RESUME, TRAP, DONE, CALL, REPLY, FAILED = range(1, 9)
 # the CSRs a VMM may read while handling a trap, sent with every TRAP (others cost a CALL)
 SNAPSHOT_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x180,
                  0x600, 0x643, 0x64A, 0x680, 0x200, 0x280)
-_TRAP = struct.Struct(f"<IIIBBQ32IIBQQ{len(SNAPSHOT_CSRS)}IQ")
-_RESUME_HEAD = struct.Struct("<32IBIQHHH")  # x, flags, pc, stimecmp, #csrs, #fences, #pages
+TRAP_STRUCT = struct.Struct(f"<IIIBBQ32IIBQQ{len(SNAPSHOT_CSRS)}IQ")
+RESUME_HEAD = struct.Struct("<32IBIQHHH")  # x, flags, pc, stimecmp, #csrs, #fences, #pages
 _CSR_WRITE = struct.Struct("<HI")
-_FENCE = struct.Struct("<qqi")
+FENCE = struct.Struct("<qqi")
 SRET, SET_PC, SET_STIMECMP = 1, 2, 4
 M32 = 0xFFFF_FFFF
 
@@ -56,7 +55,7 @@ class Trapped:
     time: int
     csrs: dict[int, int]
     stimecmp: int
-    SIZE = _TRAP.size
+    SIZE = TRAP_STRUCT.size
 
     def pack(self) -> bytes:
         csrs = self.csrs
@@ -64,13 +63,13 @@ class Trapped:
                   *self.x, self.hart_pc, self.hart_mode, self.instret, self.time,
                   *[csrs.get(n, 0) for n in SNAPSHOT_CSRS], self.stimecmp)
         try:  # every trap: the hardware's values fit; masking each costs more than the rest
-            return _TRAP.pack(*values)
+            return TRAP_STRUCT.pack(*values)
         except struct.error:
-            return _TRAP.pack(*(v & w for v, w in zip(values, _TRAP_WIDTHS, strict=True)))
+            return TRAP_STRUCT.pack(*(v & w for v, w in zip(values, _TRAP_WIDTHS, strict=True)))
 
     @classmethod
     def unpack(cls, data: bytes) -> Trapped:
-        v = _TRAP.unpack(data)
+        v = TRAP_STRUCT.unpack(data)
         return cls(v[0], v[1], v[2], v[3], bool(v[4]), v[5], list(v[6:38]), v[38], v[39],
                    v[40], v[41], dict(zip(SNAPSHOT_CSRS, v[42:-1], strict=True)), v[-1])
 
@@ -85,11 +84,11 @@ def _widths(fmt: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-_TRAP_WIDTHS = _widths(_TRAP.format)
+_TRAP_WIDTHS = _widths(TRAP_STRUCT.format)
 _WRITES: dict[int, struct.Struct] = {}
 
 
-def _writes_struct(n: int) -> struct.Struct:
+def writes_struct(n: int) -> struct.Struct:
     s = _WRITES.get(n)
     if s is None:
         s = _WRITES[n] = struct.Struct("<" + "HI" * n)
@@ -120,14 +119,14 @@ class Changes:
                 len(self.fences), len(pages))
         flat = [v for w in writes for v in w]
         try:  # a VMM's values fit, unless it has a bug: then each is cut to its width
-            out = [_RESUME_HEAD.pack(*head), _writes_struct(len(writes)).pack(*flat)]
+            out = [RESUME_HEAD.pack(*head), writes_struct(len(writes)).pack(*flat)]
         except struct.error:
-            out = [_RESUME_HEAD.pack(*(v & w for v, w in zip(head, _HEAD_WIDTHS,
+            out = [RESUME_HEAD.pack(*(v & w for v, w in zip(head, _HEAD_WIDTHS,
                                                              strict=True))),
-                   _writes_struct(len(writes)).pack(
+                   writes_struct(len(writes)).pack(
                        *(v & (0xFFFF if i % 2 == 0 else M32) for i, v in enumerate(flat)))]
         if self.fences:
-            out += [_FENCE.pack(-1 if va is None else va & M32,
+            out += [FENCE.pack(-1 if va is None else va & M32,
                                 -1 if asid is None else asid & M32, _context(ctx))
                     for va, asid, ctx in self.fences]
         if pages:
@@ -137,18 +136,18 @@ class Changes:
 
     @classmethod
     def unpack(cls, data: bytes) -> Changes:
-        head = _RESUME_HEAD.unpack_from(data)
+        head = RESUME_HEAD.unpack_from(data)
         x, (flags, pc, stimecmp, ncsr, nfence, npage) = list(head[:32]), head[32:]
-        at = _RESUME_HEAD.size
-        flat = _writes_struct(ncsr).unpack_from(data, at)
+        at = RESUME_HEAD.size
+        flat = writes_struct(ncsr).unpack_from(data, at)
         writes = list(zip(flat[::2], flat[1::2], strict=True))
         at += 6 * ncsr
         fences: list[tuple[int | None, int | None, object]] = []
         for i in range(nfence):
-            va, asid, ctx = _FENCE.unpack_from(data, at + i * _FENCE.size)
+            va, asid, ctx = FENCE.unpack_from(data, at + i * FENCE.size)
             fences.append((None if va < 0 else va, None if asid < 0 else asid,
                            "S" if ctx < 0 else ("V", ctx)))
-        at += nfence * _FENCE.size
+        at += nfence * FENCE.size
         pages = set(struct.unpack_from(f"<{npage}I", data, at)) if npage else set()
         at += 4 * npage
         return cls(x, writes, fences, pages,
@@ -157,7 +156,7 @@ class Changes:
                    data[at:at + 200].decode(errors="replace"))
 
 
-_HEAD_WIDTHS = _widths(_RESUME_HEAD.format)
+_HEAD_WIDTHS = _widths(RESUME_HEAD.format)
 
 
 def _context(ctx: object) -> int:
@@ -179,6 +178,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.deadline: float | None = None
+        self.armed = 0.0  # the read timeout the kernel keeps (0: none)
         self.buffer = bytearray()
 
     def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
@@ -195,7 +195,8 @@ class Channel:
         """(operation, payload, a file descriptor sent with it or None)."""
         fd = None
         if with_fd and not self.buffer:
-            self._wait()
+            if self.deadline is not None:
+                self._arm(self.deadline - time.monotonic())
             data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
             if not data:
                 raise WireError("the other side went away")
@@ -213,11 +214,18 @@ class Channel:
         return op, payload, fd
 
     def _more(self) -> None:
-        self._wait()
-        try:
-            chunk = self.sock.recv(1 << 16)
-        except OSError as e:
-            raise WireError(f"the other side went away ({e})") from None
+        while True:
+            if self.deadline is not None:
+                self._arm(self.deadline - time.monotonic())
+            elif self.armed:
+                self._arm(None)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except (BlockingIOError, TimeoutError):  # the kernel's timeout: is it ours?
+                continue
+            except OSError as e:
+                raise WireError(f"the other side went away ({e})") from None
+            break
         if not chunk:
             raise WireError("the other side went away")
         self.buffer += chunk
@@ -230,9 +238,16 @@ class Channel:
             return False
         return len(self.buffer) >= HEADER.size + HEADER.unpack_from(self.buffer)[1]
 
-    def _wait(self) -> None:
-        if self.deadline is None:
-            return
-        left = self.deadline - time.monotonic()
-        if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+    def _arm(self, left: float | None) -> None:
+        """Let a read wait at most `left` seconds (None: for ever). The kernel keeps the
+        limit (SO_RCVTIMEO), so that a read is one system call, not a select and a read: the
+        grader reads once a trap. It is set again only when it is off by a tenth; a read that
+        the kernel stopped early is tried again."""
+        if left is not None and left <= 0:
             raise TimeoutError("no message in time")
+        if left is not None and left <= self.armed <= left * 1.1 + 0.001:
+            return
+        seconds = 0.0 if left is None else left
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                             struct.pack("ll", int(seconds), int(seconds % 1 * 1e6) + 1))
+        self.armed = seconds
