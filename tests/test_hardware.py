@@ -4,19 +4,17 @@ is checked against what it did (reconcile.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vmlab import worker_view
-from vmlab.hardware import Abort, Hardware
+from vmlab.hardware import Abandoned, Abort, Hardware, Replay
 from vmlab.properties.guests import as_request, run_bare
 from vmlab.sandbox import HARNESS_ENV, Worker
 from vmlab.strategies.programs import SystemProgram, system_programs
@@ -68,58 +66,77 @@ def test_nonsense_from_the_worker_is_refused_not_obeyed(op, payload):
         theirs.close()
 
 
-# ----- the worker's machine has no hardware in it ---------------------------------------------
+# ----- the worker's copy of the hardware is held to the grader's ---------------------------------
 
-def test_the_workers_machine_package_has_no_interpreter(tmp_path: Path) -> None:
-    out = worker_view.build(SOLUTION / "machine", tmp_path)
-    assert not {"execute.py", "blocks.py", "snapshot.py", "memory.py"} & \
-        {p.name for p in out.iterdir()}
-    probe = textwrap.dedent("""
-        import importlib.util, json, sys
-        sys.path.insert(0, ".")
-        import machine, machine.hart, machine.mmu, machine.sbi
-        from machine import Machine, Program, Stop, TrapEvent, csr, fdt
-        from machine.mmu import PTE_V, Permissions
-        print(json.dumps({"hart": hasattr(machine.hart, "Hart"), "mmu": hasattr(machine.mmu, "MMU"),
-                          "firmware": hasattr(machine.sbi, "firmware"),
-                          "machine": Machine.__module__,
-                          "engine": [n for n in ("machine.execute", "machine.blocks")
-                                     if importlib.util.find_spec(n)]}))
-    """)
-    got = json.loads(subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path,
-                                    capture_output=True, text=True, check=True).stdout)
-    assert got == {"hart": False, "mmu": False, "firmware": False,
-                   "machine": "machine.remote", "engine": []}
+SCRIPT = """
+import sys
+sys.path.insert(0, ".")
+from machine import remote
+remote.connect(int(sys.argv[1]))
+{patch}
+from machine import Machine
+m = Machine(ram_size=1 << 20)
+m.write_phys(0x8000_0000, bytes.fromhex("13000000" * 4 + "93088000" + "73000000"))
+m.pc = 0x8000_0000
+{before_run}
+print(m.run(100))
+remote.finish("1")
+"""
+
+
+def replayed(tmp_path: Path, patch: str = "", before_run: str = "",
+             ) -> tuple[str, Hardware, Abort | None]:
+    """Run SCRIPT in the worker's machine package, its log replayed on the grader's hardware:
+    what the script printed, the grader's hardware, and how the grader refused the log."""
+    worker_view.build(SOLUTION / "machine", tmp_path)
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([sys.executable, "-I", "-c",
+                             SCRIPT.format(patch=patch, before_run=before_run),
+                             str(theirs.fileno())],
+                            cwd=tmp_path, pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE,
+                            text=True)
+    theirs.close()
+    hardware = Hardware(Replay(Channel(ours)))
+    hardware.begin("guest", {"host_steps": 100})
+    refused = None
+    try:
+        while not hardware.channel.ended:
+            op, payload, _ = hardware.channel.receive()
+            hardware.serve(op, payload)
+    except Abandoned:
+        pass
+    except Abort as e:
+        refused = e
+    finally:
+        ours.close()
+        out, _ = proc.communicate(timeout=30)
+    return out, hardware, refused
 
 
 def test_the_hardware_runs_only_guests_never_s_mode(tmp_path: Path) -> None:
     """A worker that asks the hardware to run a program in S-mode (the bare machine, with the
-    firmware answering its SBI calls) gets a stop, not a bare run."""
-    worker_view.build(SOLUTION / "machine", tmp_path)
-    script = textwrap.dedent("""
-        import sys
-        sys.path.insert(0, ".")
-        from machine import remote
-        remote.connect(int(sys.argv[1]))
-        from machine import Machine
-        m = Machine(ram_size=1 << 20)
-        m.write_phys(0x8000_0000, bytes.fromhex("13000000" * 4 + "93088000" + "73000000"))
-        m.pc = 0x8000_0000
-        print(m.run(100))
-    """)
-    ours, theirs = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-I", "-c", script, str(theirs.fileno())],
-                            cwd=tmp_path, pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE,
-                            text=True)
-    theirs.close()
-    hardware = Hardware(Channel(ours))
-    hardware.begin("guest", {"host_steps": 100})
-    for _ in range(2):  # NEW, then RUN
-        op, payload, _ = hardware.channel.receive()
-        hardware.serve(op, payload)
-    out, _ = proc.communicate(timeout=30)
+    firmware answering its SBI calls) gets a stop, not a bare run: from its own copy of the
+    hardware, and from the grader's, which replays the same request."""
+    out, hardware, refused = replayed(tmp_path)
     assert out.startswith("handler-error") and "S-mode" in out, out
-    assert hardware.record.retired == 0
+    assert refused is None
+    assert hardware.record.retired == 0 and hardware.record.stop[0] == "handler-error"
+
+
+def test_a_worker_whose_copy_of_the_hardware_lies_fails_as_inconsistent(tmp_path: Path) -> None:
+    """The worker runs its VMM on its own copy of the hardware; the grader replays the log on
+    its own and holds every trap, reply and run's end to what its hardware said. A copy
+    patched to run S-mode code (a bare run, the firmware answering) says otherwise, and so
+    does one whose counters run fast."""
+    bare = "import machine.hart\nmachine.hart.S_MODE = -1\n"
+    out, hardware, refused = replayed(tmp_path, patch=bare)
+    assert out.startswith("shutdown"), out  # the patched copy ran it bare
+    assert refused is not None and refused.kind == "inconsistent", refused
+    assert "another machine" in refused.detail and hardware.record.retired == 0
+    fast = "import machine.hardware as h\n_s = h._state\n" \
+           "h._state = lambda hart, ev: _s(hart, ev)[:-8] + bytes(8)\n"
+    _, _, refused = replayed(tmp_path, patch=fast)
+    assert refused is not None and refused.kind == "inconsistent", refused
 
 
 # ----- the same VMM, in the worker's process or on the grader's hardware -------------------------

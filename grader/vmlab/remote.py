@@ -21,6 +21,8 @@ import os
 import socket
 import struct
 import traceback
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,34 +34,143 @@ from .traps import Trap
 from .wire import (
     CALL,
     DONE,
+    END,
+    FREE,
+    HEADER,
     NEW,
+    RAM,
+    RAM_WRITE,
     REPLY,
     RESUME,
     RUN,
     SNAPSHOT_CSRS,
     TRAP,
     TRAP_STRUCT,
+    ZEROS,
     Changes,
     Channel,
     Trapped,
+    WireError,
     as_json,
 )
 
 _U32 = struct.Struct("<I")
 
-_LINK: list[Channel] = []
+_LINK: list[LocalLink] = []
 
 
 def connect(fd: int) -> None:
     """The worker's socket to the grading process's hardware."""
-    _LINK[:] = [Channel(socket.socket(fileno=fd))]
+    _LINK[:] = [LocalLink(Channel(socket.socket(fileno=fd)))]
 
 
-def _channel() -> Channel:
+def begin(probe: str, args: dict) -> None:
+    """A request begins: the hardware's budget for it (the grader's is the same)."""
+    if _LINK:
+        _LINK[0].hardware.begin(probe, args)
+
+
+def finish(seq: object) -> None:
+    """A request's log is whole: the grader replays it to its end before it takes the answer."""
+    if _LINK:
+        _LINK[0].finish(seq)
+
+
+def _channel() -> LocalLink:
     if not _LINK:
         raise RuntimeError("the grader's hardware is not connected (this machine runs only in "
                            "the grader's sandbox)")
     return _LINK[0]
+
+
+class LocalLink:
+    """The hardware, run in this process: a copy of the grader's (hardware.py), with every
+    message between it and the VMM logged, in order, for the grader. The grader replays the
+    log on its own hardware and checks that its hardware says, byte for byte, what this copy
+    said; so the VMM runs at the speed of one process, and no verdict rests on this copy.
+
+    To the VMM's side (Machine) this is a channel: NEW, RUN and CALL are served at once, a
+    trap calls the running Machine's handler, and the hardware's answers wait in `inbox`."""
+
+    FLUSH = 1 << 14  # bytes of log kept before they go to the grader (who replays meanwhile)
+
+    def __init__(self, out: Channel) -> None:
+        from .hardware import Hardware
+        self.out = out
+        self.log = bytearray()
+        self.inbox: deque = deque()  # the hardware's answers to the VMM: REPLY, DONE
+        self.resumes: deque = deque()  # the VMM's RESUME, for the trap that waits for it
+        self.on_trap: Callable[[bytes], None] | None = None
+        self.freed: list[int] = []  # machines the VMM let go of (their RAM is freed here too)
+        self.hardware = Hardware(_HardwareSide(self))
+
+    def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
+        while self.freed:  # at a message's bound, so that the grader lets go at the same point
+            handle = self.freed.pop()
+            self.record(FREE, _U32.pack(handle))
+            self.hardware.drop(handle)
+        self.record(op, payload)
+        if op == RESUME:
+            self.resumes.append(payload)
+        elif op == CALL and payload[:4] == bytes(4):  # the grader's own ring: a live call
+            self.flush()
+            self.inbox.append(self.out.receive())
+        else:
+            self.hardware.serve(op, payload)
+
+    def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
+        return self.inbox.popleft()
+
+    def ram(self, handle: int, pa: int, data: bytes) -> None:
+        """The VMM wrote RAM: the grader's copy is written at the same point of the log."""
+        n = len(data)
+        if n and data.count(0) == n:
+            self.record(RAM, RAM_WRITE.pack(handle, pa, n | ZEROS))
+        else:
+            self.record(RAM, RAM_WRITE.pack(handle, pa, n) + data)
+
+    def record(self, op: int, payload: bytes) -> None:
+        self.log += HEADER.pack(op, len(payload))
+        self.log += payload
+        if len(self.log) > self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.log:
+            try:
+                self.out.sock.sendall(self.log)
+            except OSError as e:
+                raise WireError(f"the grader went away ({e})") from None
+            self.log.clear()
+
+    def finish(self, seq: object) -> None:
+        self.record(END, str(seq).encode()[:40])
+        self.flush()
+
+
+class _HardwareSide:
+    """The channel as the hardware in this process sees it: what it sends is logged and
+    handed to the VMM; what it receives is the VMM's RESUME."""
+
+    deadline = None
+    ended = False
+
+    def __init__(self, link: LocalLink) -> None:
+        self.link = link
+
+    def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
+        link = self.link
+        link.record(op, payload)
+        if op == TRAP:
+            assert link.on_trap is not None
+            link.on_trap(payload)
+        else:
+            link.inbox.append((op, payload, os.dup(fds[0]) if fds else None))
+
+    answer = send
+
+    def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
+        return RESUME, self.link.resumes.popleft(), None
 
 
 def _expect(op: int, got: int) -> None:
@@ -71,8 +182,9 @@ class Memory:
     """RAM (shared with the hardware) and the pages this side wrote since the hardware last
     ran: their compiled code, if any, is stale there."""
 
-    def __init__(self, ram: mmap.mmap, ram_size: int) -> None:
-        self.ram, self.ram_size = ram, ram_size
+    def __init__(self, ram: mmap.mmap, ram_size: int,
+                 logged: Callable[[int, bytes], None]) -> None:
+        self.ram, self.ram_size, self.logged = ram, ram_size, logged
         self.dirty: set[int] = set()
 
     def read_bytes(self, pa: int, n: int) -> bytes | None:
@@ -86,6 +198,7 @@ class Memory:
         if off < 0 or off + len(data) > self.ram_size:
             return False
         self.ram[off:off + len(data)] = data
+        self.logged(pa, bytes(data))
         self.dirty.update(range(off >> 12, (off + len(data) + 4095) >> 12))
         return True
 
@@ -158,16 +271,13 @@ class Machine:
     def __init__(self, ram_size: int = RAM_SIZE_DEFAULT, fast: bool = True) -> None:
         link = _channel()
         link.send(NEW, as_json({"ram_size": ram_size, "fast": fast}))
-        op, payload, fd = link.receive(with_fd=True)
+        op, payload, _ = link.receive()
         _expect(REPLY, op)
-        if fd is None:
-            raise RuntimeError("the grader's hardware sent no RAM")
         self._handle = struct.unpack_from("<I", payload)[0]
-        try:
-            self._ram = mmap.mmap(fd, ram_size)
-        finally:
-            os.close(fd)
-        self.mem = Memory(self._ram, ram_size)
+        self._ram = link.hardware.boxes[self._handle].ram  # RAM the VMM and hardware share
+        weakref.finalize(self, link.freed.append, self._handle)
+        self.mem = Memory(self._ram, ram_size,
+                          lambda pa, data: link.ram(self._handle, pa, data))
         self._changes = Changes([])
         self._written: set[int] = set()  # CSRs written since the hardware last said them
         self.hart = Hart(self, Trapped.unpack(payload[4:]))
@@ -238,7 +348,11 @@ class Machine:
         if max_steps <= 0:
             return Stop("budget", f"a budget of {max_steps} steps runs nothing")
         link = _channel()
-        link.send(RUN, struct.pack("<IQ", self._handle, max_steps) + self._pending())
+        outer, link.on_trap = link.on_trap, lambda payload: self._on_trap(link, payload)
+        try:
+            link.send(RUN, struct.pack("<IQ", self._handle, max_steps) + self._pending())
+        finally:
+            link.on_trap = outer
         while True:
             op, payload, _ = link.receive()
             if op == DONE:
@@ -251,7 +365,7 @@ class Machine:
             _expect(TRAP, op)
             self._on_trap(link, payload)
 
-    def _on_trap(self, link: Channel, payload: bytes) -> None:
+    def _on_trap(self, link: LocalLink, payload: bytes) -> None:
         v = TRAP_STRUCT.unpack(payload)
         self.hart._load_packed(v)
         self._written.clear()

@@ -28,7 +28,7 @@ from typing import Any
 from . import reconcile, worker_view
 from .answers import SHAPES, shape_error
 from .confine import LIVE, Confinement, plan
-from .hardware import Abort, Hardware
+from .hardware import Abandoned, Abort, Hardware, Replay
 from .wire import Channel, WireError
 
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
@@ -95,7 +95,7 @@ class Worker:
         theirs = None
         if self.remote:
             self.link, theirs = socket.socketpair()
-            self.hardware = Hardware(Channel(self.link))
+            self.hardware = Hardware(Replay(Channel(self.link)))
             config["hardware_fd"] = theirs.fileno()
         command, cwd = self.confinement.command(self.view, json.dumps(config))
         try:
@@ -108,7 +108,7 @@ class Worker:
                 theirs.close()
         LIVE.add(self.proc.pid)
         try:
-            ready = self._read(self._wait(self.timeout + START_MARGIN))
+            ready = self._read(self._wait(self.timeout + START_MARGIN), "start")
         except WorkerFailure as e:
             self.stop()
             detail = ("importing your code did not finish in time (an endless loop at import?)"
@@ -176,7 +176,7 @@ class Worker:
                 self.hardware.begin(probe, args)
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
-            answer = self._read(self._wait(timeout or self.timeout))
+            answer = self._read(self._wait(timeout or self.timeout), str(self.seq))
             if answer.get("seq") != self.seq:
                 raise WorkerFailure("garbled", "an answer to another request (something "
                                     "wrote to the worker's channel)")
@@ -201,9 +201,10 @@ class Worker:
                 raise WorkerFailure("inconsistent", problem)
         return result
 
-    def _read(self, timeout: float) -> dict:
+    def _read(self, timeout: float, request: str) -> dict:
         """One answer line, read from the raw pipe so that a partial line cannot block us
-        past the deadline; meanwhile, the hardware serves the worker's VMM."""
+        past the deadline; meanwhile, and then to the end of the request's log, the hardware
+        replays what the worker's VMM did (hardware.Replay)."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         line = bytearray()
@@ -227,6 +228,13 @@ class Worker:
             line += chunk
             if len(line) > MAX_ANSWER:
                 raise WorkerFailure("flood", "the worker's answer was too long")
+        while self.hardware is not None and not self.hardware.channel.ended:
+            self._serve(end)
+        if self.hardware is not None:
+            if self.hardware.channel.ended != request:
+                raise WorkerFailure("garbled", "the worker's log of its hardware ended "
+                                    "another request than the one it answered")
+            self.hardware.channel.ended = False
         try:
             answer = json.loads(bytes(line))
         except (ValueError, RecursionError):  # not JSON, or nested past what Python parses
@@ -244,6 +252,8 @@ class Worker:
         try:
             op, payload, _ = channel.receive()
             self.hardware.serve(op, payload)
+        except Abandoned:
+            pass  # the log's end: `channel.ended` says which request's
         except TimeoutError:
             raise WorkerFailure("timeout", "no answer in time: an endless loop, or an endless "
                                            "recursion, in the VMM's Python code?") from None

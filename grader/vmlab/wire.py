@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 HEADER = struct.Struct("<BI")
 MAX_MESSAGE = 1 << 20  # bytes: a longer message is a flood
 # operations
-NEW, RUN, RESUME, TRAP, DONE, CALL, REPLY, FAILED = range(1, 9)
+NEW, RUN, RESUME, TRAP, DONE, CALL, REPLY, FAILED, END, RAM, FREE = range(1, 12)
+BY_HARDWARE = frozenset((REPLY, TRAP, DONE))  # the rest are the VMM's
+RAM_WRITE = struct.Struct("<III")  # machine, address, length (| ZEROS: that many zero bytes)
+ZEROS = 0x8000_0000
 
 # the CSRs a VMM may read while handling a trap, sent with every TRAP (others cost a CALL)
 SNAPSHOT_CSRS = (0x100, 0x104, 0x105, 0x106, 0x140, 0x141, 0x142, 0x143, 0x144, 0x180,
@@ -190,6 +193,8 @@ class Channel:
                 self.sock.sendall(data)
         except OSError as e:
             raise WireError(f"the other side went away ({e})") from None
+
+    answer = send  # a reply the other side waits for (the replay's is sent, not compared)
 
     def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
         """(operation, payload, a file descriptor sent with it or None)."""

@@ -829,6 +829,9 @@ def serve(requests: Any, answers: Any) -> None:
                                                    "traceback": ""}}
         else:
             try:
+                if REMOTE:
+                    from machine import remote
+                    remote.begin(request["probe"], request["args"])
                 answer = {"ok": True, "result": probe(request["args"])}
                 if request["probe"] in HEAVY:
                     # a VMM holds a cycle and its mapped RAM: free it now. What survives is
@@ -851,6 +854,9 @@ def serve(requests: Any, answers: Any) -> None:
             text = json.dumps({"ok": False, "seq": answer.get("seq"), "error": {
                 "type": type(e).__name__, "traceback": "",
                 "message": f"your code returned a value of the wrong type ({e})"[:2000]}})
+        if REMOTE:  # the log of what the VMM did on the hardware goes first, whole
+            from machine import remote
+            remote.finish(request.get("seq") if isinstance(request, dict) else None)
         answers.write(text + "\n")
         answers.flush()
 
@@ -945,6 +951,9 @@ def main() -> None:
         remote.connect(config["hardware_fd"])
         REMOTE = True
     import_error = load_student_code()
+    if REMOTE:
+        from machine import remote
+        remote.finish("start")
     channel.write(json.dumps({"ok": True, "result": {"ready": True,
                                                      "import_error": import_error}}) + "\n")
     channel.flush()

@@ -14,22 +14,24 @@ rests on what the student's process says about the hardware.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import mmap
-import os
 import struct
-import tempfile
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
 from .wire import (
+    BY_HARDWARE,
     CALL,
     DONE,
+    END,
     FENCE,
+    FREE,
     NEW,
+    RAM,
+    RAM_WRITE,
     REPLY,
     RESUME,
     RESUME_HEAD,
@@ -40,11 +42,14 @@ from .wire import (
     SRET,
     TRAP,
     TRAP_STRUCT,
+    ZEROS,
     Channel,
     WireError,
     as_json,
     writes_struct,
 )
+
+RAM_BASE = 0x8000_0000
 
 MAX_RAM = 512 << 20  # bytes of RAM one machine may have
 MAX_MACHINES = 8  # a worker's live machines; the oldest is dropped past this
@@ -59,6 +64,69 @@ class Abort(BaseException):
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind, self.detail = kind, detail
+
+
+class Abandoned(BaseException):
+    """The worker's log of a probe ended in the middle of a run: its VMM left the run (the
+    worker answers with why). The run ends here as well."""
+
+
+class Replay:
+    """The worker's log, read as the hardware's channel.
+
+    The worker runs its VMM on a copy of this hardware in its own process, at the speed of one
+    process, and logs every message between the two, in order. Here the hardware of record
+    replays it: what the VMM sent (runs, its changes at each trap, calls, RAM writes) is done to
+    this hardware, and what this hardware sends (each trap's state, each reply, how each run
+    ended) must be, byte for byte, what the worker's copy sent its VMM. Otherwise the VMM saw
+    another machine than this one, and the worker fails as "inconsistent". So every verdict
+    rests on this hardware, as if each trap had been a round trip, without the round trips."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        # the log of a request is read to its end: the request it named (False: not yet)
+        self.ended: str | bool = False
+
+    @property
+    def deadline(self) -> float | None:
+        return self.channel.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.channel.deadline = value
+
+    def pending(self) -> bool:
+        return self.channel.pending()
+
+    def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
+        op, payload, _ = self.channel.receive()
+        if op == END:
+            self.ended = payload.decode(errors="replace") or "?"
+            raise Abandoned()
+        if op in BY_HARDWARE:
+            raise Abort("inconsistent", "the worker's log has the hardware speak out of turn")
+        return op, payload, None
+
+    def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
+        got, logged, _ = self.channel.receive()
+        if got == END:
+            self.ended = logged.decode(errors="replace") or "?"
+            raise Abandoned()
+        if got != op or logged != payload:
+            raise Abort("inconsistent", "your VMM ran on another machine than the grader's: "
+                        f"the hardware said {_said(op, payload)}, the worker's copy "
+                        f"{_said(got, logged)}")
+
+    def answer(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
+        self.channel.send(op, payload, fds)
+
+
+def _said(op: int, payload: bytes) -> str:
+    names = {TRAP: "a trap", DONE: "the run's end", REPLY: "a reply"}
+    if op == TRAP and len(payload) == TRAP_STRUCT.size:
+        v = TRAP_STRUCT.unpack(payload)
+        return f"a trap (cause {v[0]:#x} at pc {v[2]:#010x}, instret {v[40]})"
+    return names.get(op, f"message {op}")
 
 
 @dataclass
@@ -114,7 +182,13 @@ class Hardware:
 
     def serve(self, op: int, payload: bytes) -> None:
         try:
-            if op == NEW:
+            if op == RAM:
+                self._ram(payload)
+            elif op == FREE:  # the VMM let go of a machine: its RAM goes too
+                self.drop(struct.unpack_from("<I", payload)[0])
+            elif op == END:
+                self.channel.ended = payload.decode(errors="replace") or "?"
+            elif op == NEW:
                 self._new(json.loads(payload))
             elif op == RUN:
                 handle, steps = struct.unpack_from("<IQ", payload)
@@ -124,9 +198,40 @@ class Hardware:
                 self._call(self._box(handle) if handle else None, payload[4:])
             else:
                 raise Abort("garbled", f"an unexpected message ({op}) from the worker")
+        except Abandoned:
+            pass  # the worker's VMM left the run (SystemExit in a handler): its answer says so
         except (ValueError, KeyError, TypeError, struct.error, UnicodeError,
                 RecursionError) as e:
             raise Abort("garbled", f"a message the hardware could not take ({e})") from None
+
+    def _ram(self, payload: bytes) -> None:
+        """What the VMM wrote into a machine's RAM (write_phys), at the point where it wrote."""
+        handle, pa, n = RAM_WRITE.unpack_from(payload)
+        box, size, zeros = self._box(handle), n & ~ZEROS, bool(n & ZEROS)
+        off = pa - RAM_BASE
+        if off < 0 or off + size > box.machine.mem.ram_size or \
+                (not zeros and len(payload) != RAM_WRITE.size + size):
+            raise Abort("garbled", "a write outside RAM")
+        box.ram[off:off + size] = bytes(size) if zeros else payload[RAM_WRITE.size:]
+        h = box.machine.hart
+        for page in range(off >> 12, (off + size + 4095) >> 12):
+            h.invalidate_code(page)
+
+    def drop(self, handle: int) -> None:
+        """Let go of a machine, and of its RAM at once (not when a collection finds the
+        machine's cycles: a worker's address space holds few machines' RAM)."""
+        box = self.boxes.pop(handle, None)
+        if box is None:
+            return
+        mem = box.machine.mem
+        for name, value in list(vars(mem).items()):
+            if isinstance(value, memoryview):
+                value.release()
+                setattr(mem, name, None)
+        try:
+            box.ram.close()
+        except BufferError:  # a view of it lives on somewhere: it goes when that does
+            pass
 
     def _box(self, handle: int) -> _Box:
         box = self.boxes.get(handle)
@@ -135,24 +240,19 @@ class Hardware:
         return box
 
     def _new(self, request: dict) -> None:
-        from machine import Machine
+        from machine.machine import Machine
         size = int(request["ram_size"])
         if size <= 0 or size % 4096 or size > MAX_RAM:
             raise Abort("garbled", f"a machine with {size} bytes of RAM")
-        fd = _shared_file(size)
-        try:
-            ram = mmap.mmap(fd, size)
-            machine = Machine(ram_size=size, fast=bool(request.get("fast", True)), ram=ram)
-            machine.set_trap_handler(self._trap)
-            machine.mem.dirty.clear()  # the device tree it booted with is no guest's write
-            handle, self.next_handle = self.next_handle, self.next_handle + 1
-            self.boxes[handle] = _Box(machine, ram)
-            while len(self.boxes) > MAX_MACHINES:
-                self.boxes.popitem(last=False)
-            state = _state(machine.hart, None)
-            self.channel.send(REPLY, struct.pack("<I", handle) + state, fds=[fd])
-        finally:
-            os.close(fd)
+        ram = mmap.mmap(-1, size)  # each side has its own: the VMM's writes are in the log
+        machine = Machine(ram_size=size, fast=bool(request.get("fast", True)), ram=ram)
+        machine.set_trap_handler(self._trap)
+        machine.mem.dirty.clear()  # the device tree it booted with is no guest's write
+        handle, self.next_handle = self.next_handle, self.next_handle + 1
+        self.boxes[handle] = _Box(machine, ram)
+        while len(self.boxes) > MAX_MACHINES:
+            self.drop(next(iter(self.boxes)))
+        self.channel.send(REPLY, struct.pack("<I", handle) + _state(machine.hart, None))
 
     def _run(self, box: _Box, steps: int, changes: bytes) -> None:
         from machine import Stop
@@ -199,6 +299,9 @@ class Hardware:
                 raise Abort("crash", str(e)) from None
             if op == RESUME:
                 break
+            if op == RAM:
+                self._ram(payload)
+                continue
             if op != CALL:
                 raise Abort("garbled", f"an unexpected message ({op}) during a trap")
             handle = _U32.unpack_from(payload)[0]
@@ -258,7 +361,10 @@ class Hardware:
             reply = self._walk(box, what, request)
         else:
             raise Abort("garbled", f"an unknown call {what!r}")
-        self.channel.send(REPLY, as_json(reply))
+        if what == "ring":
+            self.channel.answer(REPLY, as_json(reply))
+        else:
+            self.channel.send(REPLY, as_json(reply))
 
     def _walk(self, box: _Box, what: str, r: dict) -> dict:
         from machine.mmu import Permissions
@@ -298,22 +404,6 @@ class Hardware:
         else:
             raise Abort("garbled", f"a ring operation {what!r}")
         return {"value": value, "queue": list(q)}
-
-
-def _shared_file(size: int) -> int:
-    """A file of `size` zero bytes to map on both sides: a memfd sealed against shrinking (a
-    worker that truncated it would crash us on our next read), or elsewhere a deleted file."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("vmlab-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        os.ftruncate(fd, size)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
-        return fd
-    f = tempfile.TemporaryFile()  # noqa: SIM115 - only its descriptor is kept
-    fd = os.dup(f.fileno())
-    f.close()
-    os.ftruncate(fd, size)
-    return fd
 
 
 _GETTERS: list[Any] = []
