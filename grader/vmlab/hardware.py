@@ -115,7 +115,7 @@ class Replay:
         if got != op or logged != payload:
             raise Abort("inconsistent", "your VMM ran on another machine than the grader's: "
                         f"the hardware said {_said(op, payload)}, the worker's copy "
-                        f"{_said(got, logged)}")
+                        f"{_said(got, logged)} (host RAM written other than by write_phys?)")
 
     def answer(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
         self.channel.send(op, payload, fds)
@@ -198,8 +198,6 @@ class Hardware:
                 self._call(self._box(handle) if handle else None, payload[4:])
             else:
                 raise Abort("garbled", f"an unexpected message ({op}) from the worker")
-        except Abandoned:
-            pass  # the worker's VMM left the run (SystemExit in a handler): its answer says so
         except (ValueError, KeyError, TypeError, struct.error, UnicodeError,
                 RecursionError) as e:
             raise Abort("garbled", f"a message the hardware could not take ({e})") from None
@@ -299,13 +297,9 @@ class Hardware:
                 raise Abort("crash", str(e)) from None
             if op == RESUME:
                 break
-            if op == RAM:
-                self._ram(payload)
-                continue
-            if op != CALL:
+            if op not in (CALL, RAM, FREE):
                 raise Abort("garbled", f"an unexpected message ({op}) during a trap")
-            handle = _U32.unpack_from(payload)[0]
-            self._call(self._box(handle) if handle else None, payload[4:])
+            self.serve(op, payload)  # what the VMM did while it held the trap
         try:
             n = _U32.unpack_from(payload)[0]
             if n:

@@ -110,6 +110,8 @@ class LocalLink:
             self.record(FREE, _U32.pack(handle))
             self.hardware.drop(handle)
         self.record(op, payload)
+        if op == RUN:
+            self.resumes.clear()  # one a handler sent before it left by SystemExit, say
         if op == RESUME:
             self.resumes.append(payload)
         elif op == CALL and payload[:4] == bytes(4):  # the grader's own ring: a live call
@@ -276,8 +278,8 @@ class Machine:
         self._handle = struct.unpack_from("<I", payload)[0]
         self._ram = link.hardware.boxes[self._handle].ram  # RAM the VMM and hardware share
         weakref.finalize(self, link.freed.append, self._handle)
-        self.mem = Memory(self._ram, ram_size,
-                          lambda pa, data: link.ram(self._handle, pa, data))
+        handle = self._handle  # not self: a machine no one holds goes at once
+        self.mem = Memory(self._ram, ram_size, lambda pa, data: link.ram(handle, pa, data))
         self._changes = Changes([])
         self._written: set[int] = set()  # CSRs written since the hardware last said them
         self.hart = Hart(self, Trapped.unpack(payload[4:]))

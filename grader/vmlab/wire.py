@@ -183,6 +183,8 @@ class Channel:
         self.deadline: float | None = None
         self.armed = 0.0  # the read timeout the kernel keeps (0: none)
         self.buffer = bytearray()
+        self.at = 0  # where the next message starts in the buffer
+        self.ended: str | bool = False
 
     def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
         data = HEADER.pack(op, len(payload)) + payload
@@ -197,26 +199,18 @@ class Channel:
     answer = send  # a reply the other side waits for (the replay's is sent, not compared)
 
     def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
-        """(operation, payload, a file descriptor sent with it or None)."""
-        fd = None
-        if with_fd and not self.buffer:
-            if self.deadline is not None:
-                self._arm(self.deadline - time.monotonic())
-            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
-            if not data:
-                raise WireError("the other side went away")
-            self.buffer += data
-            fd = fds[0] if fds else None
-        while len(self.buffer) < HEADER.size:
+        """(operation, payload, None). The buffer is read from an offset, and compacted only
+        when a read needs room: a replayed log is many short messages to a recv."""
+        while len(self.buffer) - self.at < HEADER.size:
             self._more()
-        op, n = HEADER.unpack_from(self.buffer)
+        op, n = HEADER.unpack_from(self.buffer, self.at)
         if n > MAX_MESSAGE:
             raise WireError("a message too long")
-        while len(self.buffer) < HEADER.size + n:
+        while len(self.buffer) - self.at < HEADER.size + n:
             self._more()
-        payload = bytes(self.buffer[HEADER.size:HEADER.size + n])
-        del self.buffer[:HEADER.size + n]
-        return op, payload, fd
+        start = self.at + HEADER.size
+        self.at = start + n
+        return op, bytes(self.buffer[start:self.at]), None
 
     def _more(self) -> None:
         while True:
@@ -233,15 +227,19 @@ class Channel:
             break
         if not chunk:
             raise WireError("the other side went away")
+        if self.at:
+            del self.buffer[:self.at]
+            self.at = 0
         self.buffer += chunk
-        if len(self.buffer) > MAX_MESSAGE + HEADER.size:
+        if len(self.buffer) > MAX_MESSAGE + HEADER.size + (1 << 16):
             raise WireError("a message too long")
 
     def pending(self) -> bool:
         """Whether a whole message is already buffered (select would not see it)."""
-        if len(self.buffer) < HEADER.size:
+        if len(self.buffer) - self.at < HEADER.size:
             return False
-        return len(self.buffer) >= HEADER.size + HEADER.unpack_from(self.buffer)[1]
+        return len(self.buffer) - self.at >= \
+            HEADER.size + HEADER.unpack_from(self.buffer, self.at)[1]
 
     def _arm(self, left: float | None) -> None:
         """Let a read wait at most `left` seconds (None: for ever). The kernel keeps the

@@ -495,6 +495,11 @@ if _rt_w is not None:
     _rt_w.PROBES["guest"] = _rt_guest
 '''
 
+# the worker holds a copy of the hardware (the grader replays what the VMM does on it): run each
+# guest on that copy's own Machine class, bare, the firmware answering, and report what it did
+BARE_COPY = BARE_ENGINE.replace("from machine import Machine",
+                                "from machine.machine import Machine")
+
 FORGE_COUNTS = '''
 # the solution's VMM with a time slice of 3 instructions (it traps far too often to be
 # efficient), whose whole-guest probe reports every instruction as native and one trap taken
@@ -833,6 +838,9 @@ def _attacks() -> list[Attack]:
         A("bare-engine", "runs each guest on the bare machine in the worker (the interpreter, "
           "or the hardware in S-mode) and reports it as its VMM's run",
           on_stubs({"trap": BARE_ENGINE}), tests=("equivalence-shadow", "efficiency")),
+        A("bare-copy", "runs each guest bare on the worker's own copy of the machine (its "
+          "Machine class, the firmware answering) and reports it as its VMM's run",
+          on_stubs({"trap": BARE_COPY}), tests=("equivalence-shadow", "efficiency")),
         A("forge-counts", "the solution's VMM slowed by a tiny time slice, reporting every "
           "instruction as native", lambda dest, ctx: write(dest / "sub", files(
               {n: solution(n) for n in EDITABLE}, {"trap": FORGE_COUNTS}, ctx)),
