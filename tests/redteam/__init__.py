@@ -12,6 +12,13 @@ name when the sandbox closes it; never weaken a check in run.py instead.
 from __future__ import annotations
 
 KNOWN_OPEN: dict[str, str] = {
-    # none: the harness's probes no longer hold the hardware (closed by the grader's hardware,
-    # vmlab/hardware.py), so probe-replace and patch-worker are graded as deserved
+    "probe-replace": (
+        "the worker runs its VMM on a copy of the hardware (the grader replays the log on its "
+        "own, hardware.Replay), so the machine's classes are in the worker's process: a "
+        "submission that replaces the worker's reflect probe computes the virtual CPU's state "
+        "with the machine's own trap entry, which no hardware fact contradicts (3 points). "
+        "Every hardware fact rests on the grader; what a part probe reports of the VMM's own "
+        "state is the worker's word, as forgeable as it was by pasting the handout's trap "
+        "entry into a submission. Open until the part probes' measurements move to the grader "
+        "too (or the copy's classes leave the worker's namespace)"),
 }
