@@ -302,6 +302,7 @@ class Report(HTMLParser):
         self.links: list[str] = []
         self.svgs = 0
         self.external: list[str] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -311,6 +312,8 @@ class Report(HTMLParser):
             self.students.append(a["data-sid"])
         if tag == "a":
             self.links.append(a["href"])
+        if a.get("id"):
+            self.ids.add(a["id"])
         self.svgs += tag == "svg"
         for name in ("src", "href"):
             if (a.get(name) or "").startswith(("http:", "https:", "//")):
@@ -327,7 +330,13 @@ def test_report_is_offline_html_with_pass_rates_and_links(graded):
     assert sorted(report.students) == ["1001", "1002", "1003", "1004", "1006", "1007", "1008",
                                        "1009"]
     assert report.svgs >= 1 + len(report.tests) and not report.external
-    assert report.links and all((out / link).is_file() for link in report.links)
+    files = [link for link in report.links if not link.startswith("#")]
+    assert files and all((out / link).is_file() for link in files)
+    # a student not graded links to why, in the Problems list, said there once
+    assert [link for link in report.links if link.startswith("#")] == ["#problem-submission_19"]
+    assert "problem-submission_19" in report.ids
+    text = (out / "report.html").read_text()
+    assert text.count("Bad CRC-32") == 1  # under the submission, not again as an input problem
 
 
 def test_feedback_pages_render_the_markdown_for_course_staff(graded):

@@ -212,6 +212,14 @@ def canvas_csv(header: list[str], rows: list[list[str]], title: str) -> str:
     return csv_text(out[0], out[1:])
 
 
+def shown_problems(found: Batch, errors: dict[str, str]) -> list[tuple[str, str]]:
+    """The problems of the input that the terminal and the report show apart: not those
+    already said in full as why a submission was not graded (a file of it damaged in the
+    export)."""
+    return [(where, why) for where, why in found.problems
+            if not any(why in error for error in errors.values())]
+
+
 def print_summary(results: dict[str, dict], problems: list[tuple[str, str]],
                   errors: dict[str, str], tests: list) -> None:
     from rich.console import Console
@@ -391,5 +399,5 @@ def _finish(out: Path, found: Batch, rubric: Rubric, tests: list,
          "grading": [{"submission": k, "why": v} for k, v in sorted(errors.items())]},
         indent=2) + "\n")
     write_report(out / "report.html", found, results, errors, rubric, tests)
-    print_summary(results, found.problems, errors, tests)
+    print_summary(results, shown_problems(found, errors), errors, tests)
     print(f"gradebook: {out / 'gradebook.csv'}   report: {out / 'report.html'}")
