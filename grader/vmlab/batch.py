@@ -337,16 +337,17 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
     by_key = {e.key: e for e in found.entries}
     start = time.monotonic()
     failures = [0]
+    # the time left from the mean rate since the start: rich's own estimate follows the last
+    # 30 s, and two submissions that end together made it say seconds with half the class left
     progress = Progress(SpinnerColumn(), TextColumn("grading"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                        TimeElapsedColumn(), TextColumn("elapsed, {task.fields[left]} left,"),
                         TextColumn("[red]{task.fields[failures]} failed"), disable=quiet)
-    task = progress.add_task("grading", total=len(jobs), rate="", failures=0)
+    task = progress.add_task("grading", total=len(jobs), rate="", left="?", failures=0)
 
     def on_answer(job: dict, answer: dict) -> None:
         error = record(out, by_key[job["key"]], answer, rubric)
@@ -360,8 +361,9 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
             errors.pop(job["key"], None)
         progress.advance(task)
         count = progress.tasks[0].completed
-        rate = count / max(1e-9, time.monotonic() - start) * 60
-        progress.update(task, rate=f"{rate:.1f}/min", failures=failures[0])
+        elapsed = max(1e-9, time.monotonic() - start)
+        progress.update(task, rate=f"{count / elapsed * 60:.1f}/min", failures=failures[0],
+                        left=time_left(elapsed, count, len(jobs)))
 
     logs = out / ".logs"
     logs.mkdir(exist_ok=True)
@@ -385,6 +387,14 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
     except UsageError as e:
         raise fail(str(e)) from None
     return True
+
+
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """About how long the rest takes at the mean rate so far, as h:mm:ss."""
+    if not done:
+        return "?"
+    left = round(elapsed / done * (total - done))
+    return f"about {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
 
 
 def _finish(out: Path, found: Batch, rubric: Rubric, tests: list,
