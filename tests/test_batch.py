@@ -71,6 +71,9 @@ def test_export_with_groups_duplicates_and_mismatches(tmp_path):
     (root / "submission_6").mkdir()  # a folder the metadata does not list
     import shutil
     shutil.rmtree(root / "submission_5")  # listed, but missing
+    (root / "submission_7").mkdir()  # listed, with no one
+    with (root / "submission_metadata.yml").open("a") as f:
+        f.write("submission_7:\n  :submitters: []\n  :score: 0.0\n")
     found = discover(root, tmp_path / "scratch")
     assert found.source == "gradescope"
     assert [e.key for e in found.entries] == ["submission_1", "submission_2"]
@@ -80,6 +83,9 @@ def test_export_with_groups_duplicates_and_mismatches(tmp_path):
     assert "student 4" in text and "submission_3, submission_4" in text
     assert "submission_5" in text and "no such folder" in text
     assert "submission_6" in text and "does not list" in text
+    assert "'submission_7' has no `:submitters:`" in text
+    assert all(str(root / "submission_metadata.yml") in why or str(root) in why
+               for _, why in found.problems)  # each names the file
 
 
 def test_export_metadata_with_ruby_tags_history_and_results(tmp_path):
@@ -109,6 +115,31 @@ def test_export_zip_skips_members_that_climb_out_or_are_too_large(tmp_path, monk
     assert "5000 bytes" in problems["assignment_export/big.bin"]
 
 
+def test_export_zip_member_that_is_a_link_or_climbs_out_of_its_submission_costs_it(tmp_path):
+    """A link (it could point anywhere on the grading machine) or a path that climbs out is not
+    unpacked; when it is in a submission's folder, that submission is not graded without it,
+    and says why, while its neighbours are."""
+    root = export(tmp_path / "ex", [(f"submission_{i}", [(f"S{i}", str(i), "")], "handout")
+                                    for i in range(1, 4)])
+    z = zipped(root, tmp_path / "export.zip")
+    link = "assignment_export/submission_1/vmm/trap.py.link"
+    climb = "assignment_export/submission_2/vmm/../../../../owned.py"
+    with zipfile.ZipFile(z, "a") as zf:
+        info = zipfile.ZipInfo(link)
+        info.external_attr = (0o120777 << 16)  # a symbolic link, as Info-ZIP stores one
+        zf.writestr(info, "/etc/passwd")
+        zf.writestr(climb, "x = 1\n")
+    found = discover(z, tmp_path / "scratch")
+    problems = {e.key: e.problem for e in found.entries}
+    assert sorted(problems) == ["submission_1", "submission_2", "submission_3"]
+    assert link in problems["submission_1"] and "symbolic link" in problems["submission_1"]
+    assert climb in problems["submission_2"] and "climbs out" in problems["submission_2"]
+    assert str(z) in problems["submission_1"] and problems["submission_3"] is None
+    assert [where for where, _ in found.problems] == [link, climb]
+    assert not list((tmp_path / "scratch").rglob("trap.py.link"))
+    assert not list(tmp_path.rglob("owned.py"))
+
+
 def test_export_zip_member_that_cannot_be_read_costs_its_submission_alone(tmp_path, monkeypatch):
     root = export(tmp_path / "ex", [(f"submission_{i}", [(f"S{i}", str(i), "")], "handout")
                                     for i in range(1, 4)])
@@ -134,16 +165,19 @@ def test_folder_of_submissions_names_what_is_no_submission(tmp_path):
     write_submission(subs / "alice", "handout")
     (subs / "bob.tar.gz").write_bytes(b"\x1f\x8b not really")
     (subs / ".DS_Store").write_bytes(b"")
+    for name in ("CAROL.ZIP", "dan"):  # zips all the same: an upper-case suffix, or none
+        with zipfile.ZipFile(subs / name, "w") as z:
+            z.writestr("vmm/trap.py", "pass\n")
     found = discover(subs, tmp_path / "scratch")
-    assert [e.key for e in found.entries] == ["alice"]
+    assert [e.key for e in found.entries] == ["CAROL", "alice", "dan"]
     assert [why for _, why in found.problems] == [
         f"{subs / 'bob.tar.gz'}: neither a folder nor a zip, so not a submission of this folder "
         "of submissions (each is one folder or zip); not graded. Unpack it into a folder (a "
         ".tar.gz, say) if it is one."]
 
 
-@pytest.mark.parametrize("case", ["no-metadata-zip", "bad-yaml", "not-utf8", "one-submission",
-                                  "not-zip", "empty-folder"])
+@pytest.mark.parametrize("case", ["no-metadata-zip", "bad-yaml", "not-utf8", "not-a-mapping",
+                                  "one-submission", "not-zip", "empty-folder"])
 def test_inputs_that_are_not_a_batch_say_why(tmp_path, case):
     if case == "no-metadata-zip":
         src = tmp_path / "x.zip"
@@ -158,6 +192,10 @@ def test_inputs_that_are_not_a_batch_say_why(tmp_path, case):
         src = export(tmp_path / "ex", [("submission_1", [("A", "1", "a@x")], "handout")])
         (src / "submission_metadata.yml").write_bytes(b"submission_1:\n  :sid: \xff\xfe\n")
         expect = "not UTF-8"
+    elif case == "not-a-mapping":
+        src = export(tmp_path / "ex", [("submission_1", [("A", "1", "a@x")], "handout")])
+        (src / "submission_metadata.yml").write_text("- submission_1\n- submission_2\n")
+        expect = "not Gradescope's metadata"
     elif case == "empty-folder":
         src = tmp_path / "nothing"
         src.mkdir()
@@ -172,9 +210,12 @@ def test_inputs_that_are_not_a_batch_say_why(tmp_path, case):
         expect = "neither a folder nor a zip"
     with pytest.raises(UsageError, match=expect) as e:
         discover(src, tmp_path / "scratch")
-    assert str(src.name) in str(e.value)
+    named = src / "submission_metadata.yml" if src.name == "ex" else src
+    assert str(named) in str(e.value)
     done = vmlab("batch", src, "--out", tmp_path / "out", "-q", check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr and expect in done.stderr
+    assert done.stderr.count("\n") == 1 and str(named) in done.stderr  # one paragraph
+    assert not (tmp_path / "out" / "gradebook.csv").exists()  # nothing was graded
 
 
 # ----- grading a small export -----------------------------------------------------------------
@@ -261,6 +302,7 @@ class Report(HTMLParser):
         self.links: list[str] = []
         self.svgs = 0
         self.external: list[str] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -270,6 +312,8 @@ class Report(HTMLParser):
             self.students.append(a["data-sid"])
         if tag == "a":
             self.links.append(a["href"])
+        if a.get("id"):
+            self.ids.add(a["id"])
         self.svgs += tag == "svg"
         for name in ("src", "href"):
             if (a.get(name) or "").startswith(("http:", "https:", "//")):
@@ -286,7 +330,13 @@ def test_report_is_offline_html_with_pass_rates_and_links(graded):
     assert sorted(report.students) == ["1001", "1002", "1003", "1004", "1006", "1007", "1008",
                                        "1009"]
     assert report.svgs >= 1 + len(report.tests) and not report.external
-    assert report.links and all((out / link).is_file() for link in report.links)
+    files = [link for link in report.links if not link.startswith("#")]
+    assert files and all((out / link).is_file() for link in files)
+    # a student not graded links to why, in the Problems list, said there once
+    assert [link for link in report.links if link.startswith("#")] == ["#problem-submission_19"]
+    assert "problem-submission_19" in report.ids
+    text = (out / "report.html").read_text()
+    assert text.count("Bad CRC-32") == 1  # under the submission, not again as an input problem
 
 
 def test_feedback_pages_render_the_markdown_for_course_staff(graded):
@@ -351,12 +401,22 @@ def test_folder_of_submissions_broken_zip_and_wall_time_cap(tmp_path):
     (subs / "broken.zip").write_bytes(b"PK\x03\x04 this zip was cut short")
     huge = write_submission(subs / "huge", "handout")
     (huge / "vmm" / "trap.py").write_bytes(b"#" * (2 << 20))
+    with zipfile.ZipFile(subs / "hugezip.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("vmm/trap.py", b"#" * (2 << 20))  # in a zip too: not taken as missing
+    (subs / "notes.txt").write_text("grade these by Friday\n")
     out = tmp_path / "out"
     done = vmlab("batch", subs, "--out", out, "-q", "--test", "reflect")
     rows = {r["SID"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
-    assert rows["alice"]["Total Score"] == "3"
+    assert sorted(rows) == ["alice", "broken", "huge", "hugezip"]
+    assert rows["alice"]["Total Score"] == "3" and rows["alice"]["Status"] == "graded"
     assert "broken.zip" in rows["broken"]["Status"] and "broken.zip" in done.stdout
-    assert "trap.py" in rows["huge"]["Status"] and "bytes" in rows["huge"]["Status"]
+    assert "neither a folder nor a zip" in rows["broken"]["Status"]
+    for key in ("huge", "hugezip"):
+        assert "trap.py is over" in rows[key]["Status"] and "bytes" in rows[key]["Status"]
+        assert "could not start" in rows[key]["Status"]
+    stray = f"{subs / 'notes.txt'}: neither a folder nor a zip"
+    assert stray in done.stdout.replace("\n", "")  # the terminal (rich may wrap it)
+    assert stray in (out / "report.html").read_text()  # and the report
     # a grading that runs past the cap costs that submission its result, not the batch
     done = vmlab("batch", subs, "--out", out, "-q", "--test", "reflect", "--only", "alice",
                  "--timeout", "0.2")
@@ -364,6 +424,14 @@ def test_folder_of_submissions_broken_zip_and_wall_time_cap(tmp_path):
     rows = {r["SID"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
     assert "cap" in rows["alice"]["Status"] and rows["alice"]["Total Score"] == ""
     assert "cap" in (out / "students" / "alice" / "error.txt").read_text()
+    assert "alice" in json.dumps(json.loads((out / "problems.json").read_text())["grading"])
+    # --resume grades it again (and only it: the others have their results)
+    before = len(answers(out))
+    vmlab("batch", subs, "--out", out, "-q", "--test", "reflect", "--resume")
+    assert [a["key"] for a in answers(out)[before:]] == ["alice"]
+    rows = {r["SID"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert rows["alice"]["Total Score"] == "3" and rows["alice"]["Status"] == "graded"
+    assert not (out / "students" / "alice" / "error.txt").exists()
 
 
 def test_ctrl_c_keeps_what_was_graded_and_resume_finishes(tmp_path):
@@ -481,3 +549,12 @@ def test_dask_cluster_gives_the_results_of_a_local_batch(graded, tmp_path):
     for key in ("submission_11", "submission_13"):
         assert without_times((out / "students" / key / "results.json").read_text()) == \
             without_times((local / "students" / key / "results.json").read_text()), key
+
+
+def test_progress_bar_time_left_follows_the_mean_rate():
+    """8 of 21 graded in 11 min: about 13 x 82.5 s left (rich's own estimate, from the last
+    30 s, said 8 s when two submissions ended together)."""
+    from vmlab.batch import time_left
+    assert time_left(660.0, 8, 21) == "about 0:17:52"
+    assert time_left(5000.0, 1, 3) == "about 2:46:40"
+    assert time_left(10.0, 0, 21) == "?" and time_left(60.0, 5, 5) == "about 0:00:00"

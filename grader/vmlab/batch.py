@@ -212,6 +212,14 @@ def canvas_csv(header: list[str], rows: list[list[str]], title: str) -> str:
     return csv_text(out[0], out[1:])
 
 
+def shown_problems(found: Batch, errors: dict[str, str]) -> list[tuple[str, str]]:
+    """The problems of the input that the terminal and the report show apart: not those
+    already said in full as why a submission was not graded (a file of it damaged in the
+    export)."""
+    return [(where, why) for where, why in found.problems
+            if not any(why in error for error in errors.values())]
+
+
 def print_summary(results: dict[str, dict], problems: list[tuple[str, str]],
                   errors: dict[str, str], tests: list) -> None:
     from rich.console import Console
@@ -329,16 +337,17 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
     by_key = {e.key: e for e in found.entries}
     start = time.monotonic()
     failures = [0]
+    # the time left from the mean rate since the start: rich's own estimate follows the last
+    # 30 s, and two submissions that end together made it say seconds with half the class left
     progress = Progress(SpinnerColumn(), TextColumn("grading"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                        TimeElapsedColumn(), TextColumn("elapsed, {task.fields[left]} left,"),
                         TextColumn("[red]{task.fields[failures]} failed"), disable=quiet)
-    task = progress.add_task("grading", total=len(jobs), rate="", failures=0)
+    task = progress.add_task("grading", total=len(jobs), rate="", left="?", failures=0)
 
     def on_answer(job: dict, answer: dict) -> None:
         error = record(out, by_key[job["key"]], answer, rubric)
@@ -352,8 +361,9 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
             errors.pop(job["key"], None)
         progress.advance(task)
         count = progress.tasks[0].completed
-        rate = count / max(1e-9, time.monotonic() - start) * 60
-        progress.update(task, rate=f"{rate:.1f}/min", failures=failures[0])
+        elapsed = max(1e-9, time.monotonic() - start)
+        progress.update(task, rate=f"{count / elapsed * 60:.1f}/min", failures=failures[0],
+                        left=time_left(elapsed, count, len(jobs)))
 
     logs = out / ".logs"
     logs.mkdir(exist_ok=True)
@@ -379,6 +389,14 @@ def _grade(jobs: list[dict], found: Batch, out: Path, rubric: Rubric, n: int, ca
     return True
 
 
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """About how long the rest takes at the mean rate so far, as h:mm:ss."""
+    if not done:
+        return "?"
+    left = round(elapsed / done * (total - done))
+    return f"about {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+
+
 def _finish(out: Path, found: Batch, rubric: Rubric, tests: list,
             errors: dict[str, str]) -> None:
     from .report import write_report
@@ -391,5 +409,5 @@ def _finish(out: Path, found: Batch, rubric: Rubric, tests: list,
          "grading": [{"submission": k, "why": v} for k, v in sorted(errors.items())]},
         indent=2) + "\n")
     write_report(out / "report.html", found, results, errors, rubric, tests)
-    print_summary(results, found.problems, errors, tests)
+    print_summary(results, shown_problems(found, errors), errors, tests)
     print(f"gradebook: {out / 'gradebook.csv'}   report: {out / 'report.html'}")

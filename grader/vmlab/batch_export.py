@@ -96,7 +96,7 @@ def discover(source: Path, scratch: Path) -> Batch:
             "Gradescope's export does; without it no submission has a name, SID or email, so "
             "each is named after its folder.")))
     for p in children:
-        if p.is_dir() or (p.is_file() and p.suffix == ".zip"):
+        if p.is_dir() or (p.is_file() and (p.suffix.lower() == ".zip" or _is_zip(p))):
             key = _key(p.stem if p.is_file() else p.name)
             batch.entries.append(Entry(key, p, [Submitter(p.stem, p.stem, "")]))
         else:
@@ -109,6 +109,24 @@ def discover(source: Path, scratch: Path) -> Batch:
                          "no submission folder or zip in it.")
     _no_duplicate_keys(batch)
     return batch
+
+
+def _lost(batch: Batch, dest: Path, parts: tuple[str, ...], why: str) -> None:
+    """Record that the member at `parts` was not unpacked, under the folders it names before
+    it climbs (`..`), so that the submission it is in is not graded without it. An absolute
+    path, or one with a drive, is in no submission."""
+    if not parts or parts[0] in ("/", "\\") or ":" in parts[0]:
+        return
+    inside = parts[:parts.index("..")] if ".." in parts else parts
+    if inside:
+        batch.damaged[dest.joinpath(*inside)] = why
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
 
 
 def _key(name: str) -> str:
@@ -128,13 +146,17 @@ def _unpack(zpath: Path, dest: Path, batch: Batch) -> Path:
                 name = info.filename
                 parts = PurePosixPath(name.replace("\\", "/")).parts
                 if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                    batch.problems.append((name, (
-                        f"{zpath}: the member {name!r} has a path that climbs out of the export "
-                        "(an absolute path or `..`); it was not unpacked. The rest was.")))
+                    why = (f"{zpath}: the member {name!r} has a path that climbs out of the "
+                           "export (an absolute path or `..`); it was not unpacked. The rest "
+                           "was.")
+                    batch.problems.append((name, why))
+                    _lost(batch, dest, parts, why)
                     continue
                 if stat.S_ISLNK(info.external_attr >> 16):
-                    batch.problems.append((name, f"{zpath}: the member {name!r} is a symbolic "
-                                                 "link; it was not unpacked."))
+                    why = (f"{zpath}: the member {name!r} is a symbolic link (it could point "
+                           "anywhere on this machine); it was not unpacked. The rest was.")
+                    batch.problems.append((name, why))
+                    _lost(batch, dest, parts, why)
                     continue
                 if info.is_dir() or "__MACOSX" in parts:
                     continue
@@ -233,7 +255,8 @@ def _entry(meta: Path, root: Path, folder: str, info: object, batch: Batch) -> E
         return None
     created = info.get(":created_at", "") if isinstance(info, dict) else ""
     entry = Entry(_key(folder), path, people, str(created or ""))
-    lost = [why for where, why in batch.damaged.items() if path in where.parents]
+    lost = [why for where, why in batch.damaged.items()
+            if where == path or path in where.parents]
     if lost:  # graded without that file, it would score as if the student had not written it
         entry.problem = ("a file of this submission could not be unpacked from the export "
                          "(graded without it, the submission would lose that file's points): "

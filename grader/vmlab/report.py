@@ -25,7 +25,7 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; max-width
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; } td, th { padding: 2px 8px; text-align: left; }
 tr:nth-child(even) { background: #f4f4f4; } th { border-bottom: 1px solid #999; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; } th.num { text-align: right; }
 .bar { fill: #4a7fb5; } .fail { fill: #d9534f; } .axis { stroke: #888; }
 .error { color: #b00; } .muted { color: #777; } .part { font-weight: bold; padding-top: 8px; }
 .full { color: #1a7f37; font-weight: bold; } .lost { color: #b00; font-weight: bold; }
@@ -37,6 +37,7 @@ section.test { border-top: 1px solid #ccc; margin-top: 1.5em; }
 section.test table td, section.test table th { border: 1px solid #ddd; }
 nav { font-size: 13px; margin-bottom: 1em; } div.wide { overflow-x: auto; }
 #students { font-size: 12.5px; } #students td, #students th { padding: 2px 5px; }
+#students td { white-space: nowrap; } a.error { color: #b00; }
 details summary { cursor: pointer; color: #555; }
 """
 
@@ -175,7 +176,8 @@ def _test_rows(results: dict[str, dict], rubric: Rubric, tests: list) -> list[st
 
 def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dict[str, str],
                  rubric: Rubric, tests: list) -> None:
-    from .batch import part_scores, write_atomic
+    from .batch import part_scores, shown_problems, write_atomic
+    problems = shown_problems(found, errors)
     top = sum(t.weight for t in tests)
     totals = [float(r.get("score", 0)) for k, r in results.items() if k not in errors]
     mean = sum(totals) / len(totals) if totals else 0.0
@@ -185,21 +187,22 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
         f"<title>{esc(rubric.title)}: batch report</title><style>{CSS}</style></head><body>",
         f"<h1>{esc(rubric.title)}</h1>",
         f"<p id=summary>{len(found.entries)} submissions; {len(totals)} graded; mean "
-        f"{mean:.1f} / {top:g}; {len(errors) + len(found.problems)} problem(s).</p>",
+        f"{mean:.1f} / {top:g}; {len(errors) + len(problems)} problem(s).</p>",
         "<h2>Scores</h2>", histogram_svg(totals, top),
         "<h2>Tests: how many submissions passed each</h2>",
         '<table id=tests><tr><th>#</th><th>test</th><th>points</th><th>passed</th>'
         '<th>pass rate</th></tr>', *_test_rows(results, rubric, tests), "</table>"]
-    if errors or found.problems:
-        out += ["<h2>Problems</h2><ul id=problems>"]
-        out += [f'<li class=error><b>{esc(k)}</b>: {esc(v)}</li>' for k, v in sorted(
-            errors.items())]
-        out += [f'<li class=error>{esc(why)}</li>' for _, why in found.problems]
+    if errors or problems:
+        out += ["<h2 id=problems-title>Problems</h2><ul id=problems>"]
+        out += [f'<li class=error id="problem-{esc(k)}"><b>{esc(k)}</b>: {esc(v)}</li>'
+                for k, v in sorted(errors.items())]
+        out += [f'<li class=error>{esc(why)}</li>' for _, why in problems]
         out += ["</ul>"]
     # each name links to the student's feedback page; the table scrolls sideways on its own
     # when the parts are many, so the page keeps its width
     out += ["<h2>Students</h2><div class=wide><table id=students><tr><th>name</th><th>SID</th>"
-            "<th>email</th><th>total</th>" + "".join(f"<th>{esc(p)}</th>" for p in parts)
+            "<th>email</th><th class=num>total</th>"
+            + "".join(f"<th class=num>{esc(p)}</th>" for p in parts)
             + "<th>feedback</th></tr>"]
     for e in found.entries:
         r = results.get(e.key)
@@ -211,8 +214,10 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
             page = f"students/{esc(e.key)}/feedback"
             name = (f'<a href="{page}.html">{esc(s.name or e.key)}</a>' if r
                     else esc(s.name or e.key))
+            # why it was not graded is a paragraph: under Problems, linked, not in the row
             link = (f'<a href="{page}.html">page</a> · <a href="{page}.md">Markdown</a>' if r
-                    else f'<span class=error>{esc(errors.get(e.key, "not graded yet"))}</span>')
+                    else f'<a class=error href="#problem-{esc(e.key)}">not graded: why</a>'
+                    if e.key in errors else '<span class=muted>not graded yet</span>')
             out.append(f'<tr class=student data-sid="{esc(s.sid)}"><td>{name}</td>'
                        f'<td>{esc(s.sid)}</td><td>{esc(s.email)}</td>'
                        f'<td class="num"><b>{total}</b></td>{cells}<td>{link}</td></tr>')
