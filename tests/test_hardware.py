@@ -1,6 +1,7 @@
-"""The grader's hardware (vmlab/hardware.py): the machine a VMM runs on lives in the grading
-process, the worker reaches it per trap over wire.py, and what the worker says of the hardware
-is checked against what it did (reconcile.py)."""
+"""The grader's hardware (vmlab/hardware.py): the hardware of record lives in the grading
+process, which replays the worker's log of what its VMM did on its copy (wire.py) and holds the
+copy to what the grader's hardware says; what the worker says of the hardware is checked against
+what it did (reconcile.py)."""
 
 from __future__ import annotations
 

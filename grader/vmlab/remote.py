@@ -1,12 +1,13 @@
-"""The machine as a VMM sees it inside the grader's sandbox: the hardware is in the grading
-process (vmlab/hardware.py), and this is its console.
+"""The machine as a VMM sees it inside the grader's sandbox: a console to a copy of the
+hardware (hardware.py) in this process, whose every message is logged for the grading process,
+which replays them on the hardware of record.
 
-Copied into the sandbox's `machine` package as machine/remote.py, where `Machine` is this
-module's. RAM is a file mapped on both sides, so reading and writing it costs what it costs on
-the machine itself. What the VMM does to the hart (its registers, CSR writes, TLB fences, the
-timer, sret) is kept here until the hardware runs again, then sent in one message; a trap
-arrives as one message with the hart's state. The hart's interpreter, its MMU and its TLB are
-not in the sandbox at all.
+Copied into the sandbox's `machine` package as machine/remote.py; `machine.Machine` is this
+module's. RAM is the copy's own, so reading and writing it costs what it costs on the machine
+itself; each write the VMM makes is logged, so that the grader's RAM follows. What the VMM does
+to the hart (its registers, CSR writes, TLB fences, the timer, sret) is kept here until the
+hardware runs again, then sent in one message; a trap arrives as one message with the hart's
+state.
 
 The interface is the machine's, as far as a VMM uses it: `set_trap_handler`,
 `add_trap_observer`, `run`, `halt`, `read_phys`, `write_phys`, `csr`, `set_csr`, `set_csrs`,

@@ -1,9 +1,10 @@
-"""The wire between a VMM in its sandbox and the hardware it runs on, in the grading process.
+"""The messages between a VMM in its sandbox and the hardware it runs on, and the channel that
+carries the worker's log of them to the grading process, which replays it (hardware.Replay).
 
-One message is an operation byte, a length and a payload. The two that go back and forth on every
-trap are packed with struct (a JSON line costs ten times as much, and a guest takes hundreds of
-traps): TRAP, the hardware's state when it trapped, and RESUME, what the VMM did to the hardware
-before it returns with sret. The rest are rare and JSON.
+One message is an operation byte, a length and a payload. The two of every trap are packed with
+struct (a JSON line costs ten times as much, and a guest takes hundreds of traps): TRAP, the
+hardware's state when it trapped, and RESUME, what the VMM did to the hardware before it returns
+with sret. The rest are rare and JSON, but for RAM writes (RAM_WRITE and the bytes).
 
 This file is the grader's and is copied into the sandbox's `machine` package (as
 machine/wire.py), so it imports nothing but the standard library. The trusted side never

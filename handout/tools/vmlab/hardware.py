@@ -1,10 +1,12 @@
-"""The hardware a student's VMM runs on, in the grading process, out of the VMM's reach.
+"""The hardware a student's VMM runs on: the grading process's, the hardware of record.
 
-The worker holds the VMM and its own state (the virtual CPUs); the hart, the TLB, the counters
-and the page walks live here, on the reference machine. RAM is a file both sides map (a sealed
-memfd on Linux): the VMM writes its tables and its guests' memory straight into it, and the
-hardware reads them there. A run is one request; each trap is one round trip (TRAP out, RESUME
-back, wire.py), during which the VMM may also ask for a CSR, a walk or a translation (CALL).
+The worker holds the VMM and its own state (the virtual CPUs), and runs the VMM on a copy of
+this file's hardware in its own process (the same file, copied into its `machine` package), so
+that a trap costs a call, not a round trip between processes. Every message between the VMM and
+that copy goes into a log (wire.py): runs, each trap's state, what the VMM did before it
+returned, calls for a CSR, a walk or a translation, RAM writes. The grading process replays the
+log here, as it streams (Replay): what the VMM did is done to this hardware, and what this
+hardware says must be what the copy said, byte for byte, or the worker fails as inconsistent.
 
 What the hardware did is recorded, per probe: the traps it took, the instructions it retired,
 how each run stopped, the pages it wrote on whose behalf, and the results of the walks a probe
