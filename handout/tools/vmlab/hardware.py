@@ -55,6 +55,10 @@ RAM_BASE = 0x8000_0000
 
 MAX_RAM = 512 << 20  # bytes of RAM one machine may have
 MAX_MACHINES = 8  # a worker's live machines; the oldest is dropped past this
+# bytes of RAM all of a worker's live machines may have: what the worker's own address space
+# holds (confine.MEMORY), so an honest log never asks more, and a forged one cannot make the
+# grading process touch more
+MAX_TOTAL_RAM = 640 << 20
 DEFAULT_STEPS = 2_000_000  # host steps a probe may run when it names no budget
 RING_PROBES = {"ipc_start", "ipc_batch"}  # the only probes whose channels use the grader's ring
 
@@ -212,7 +216,11 @@ class Hardware:
         if off < 0 or off + size > box.machine.mem.ram_size or \
                 (not zeros and len(payload) != RAM_WRITE.size + size):
             raise Abort("garbled", "a write outside RAM")
-        box.ram[off:off + size] = bytes(size) if zeros else payload[RAM_WRITE.size:]
+        if not zeros:
+            box.ram[off:off + size] = payload[RAM_WRITE.size:]
+        for at in range(off, off + size if zeros else off, 1 << 20):  # a MiB at a time
+            n = min(1 << 20, off + size - at)
+            box.ram[at:at + n] = bytes(n)
         h = box.machine.hart
         for page in range(off >> 12, (off + size + 4095) >> 12):
             h.invalidate_code(page)
@@ -244,6 +252,8 @@ class Hardware:
         size = int(request["ram_size"])
         if size <= 0 or size % 4096 or size > MAX_RAM:
             raise Abort("garbled", f"a machine with {size} bytes of RAM")
+        if size + sum(b.machine.mem.ram_size for b in self.boxes.values()) > MAX_TOTAL_RAM:
+            raise Abort("garbled", "more machines' RAM at once than a worker may have")
         ram = mmap.mmap(-1, size)  # each side has its own: the VMM's writes are in the log
         machine = Machine(ram_size=size, fast=bool(request.get("fast", True)), ram=ram)
         machine.set_trap_handler(self._trap)
