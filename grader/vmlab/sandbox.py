@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import reconcile, worker_view
 from .answers import SHAPES, shape_error
@@ -224,7 +224,7 @@ class Worker:
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                raise WorkerFailure("crash", _death(self.proc.wait()))
+                _crashed(self.proc.wait())
             line += chunk
             if len(line) > MAX_ANSWER:
                 raise WorkerFailure("flood", "the worker's answer was too long")
@@ -253,23 +253,25 @@ class Worker:
             op, payload, _ = channel.receive()
             self.hardware.serve(op, payload)
         except Abandoned:
-            pass  # the log's end: `channel.ended` says which request's
+            return  # the log's end: `channel.ended` says which request's
         except TimeoutError:
             raise WorkerFailure("timeout", "no answer in time: an endless loop, or an endless "
                                            "recursion, in the VMM's Python code?") from None
         except WireError as e:
             status = self._status(end)
-            if status is not None:  # its link closed because it died: say how
-                raise WorkerFailure("crash", _death(status)) from None
-            raise WorkerFailure("garbled", f"the worker broke its link to the hardware "
-                                f"({e})") from None
+            if status is None:
+                raise WorkerFailure("garbled", f"the worker broke its link to the hardware "
+                                    f"({e})") from None
         except Abort as e:
             if e.kind == "timeout":
                 raise WorkerFailure("timeout", e.detail + ": an endless loop in the VMM's "
                                     "Python code?") from None
             status = self._status(end) if e.kind == "crash" else None
-            raise WorkerFailure(e.kind, _death(status) if status is not None else e.detail) \
-                from None
+            if status is None:
+                raise WorkerFailure(e.kind, e.detail) from None
+        else:
+            return
+        _crashed(status)  # its link closed because it died: say how, as _read does
 
     def output_mark(self) -> int:
         """Where the student's output (the worker's stderr file) ends now."""
@@ -301,6 +303,12 @@ class Worker:
             return self.proc.wait(timeout=max(1.0, end - time.monotonic()))
         except subprocess.TimeoutExpired:
             return None
+
+
+def _crashed(status: int) -> NoReturn:
+    """The worker died: one place that says so, whichever of its pipes showed it first (to
+    hypothesis, a failure raised in two places is two failures, and the test flaky)."""
+    raise WorkerFailure("crash", _death(status))
 
 
 def _death(status: int) -> str:
