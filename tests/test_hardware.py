@@ -169,3 +169,16 @@ def test_the_grader_s_hardware_runs_a_guest_as_the_worker_s_own_did(workers, p: 
     here = workers["inprocess"].call("guest", request)
     there = workers["remote"].call("guest", request)
     assert there == here
+
+
+def test_a_vmm_s_ram_writes_reach_the_grader_s_ram(tmp_path: Path) -> None:
+    """The grader's RAM follows the worker's through the log: a large write (split into
+    messages a channel takes) and a zero-fill land where the VMM put them."""
+    data = "bytes(range(1, 256)) * 2100"  # 535,500 bytes, none zero: three messages
+    out, hardware, refused = replayed(
+        tmp_path, before_run=f"m.write_phys(0x8002_0000, {data})\n"
+                             "m.write_phys(0x8002_0000, bytes(16))\n")
+    assert refused is None and out.startswith("handler-error"), (refused, out)
+    [box] = hardware.boxes.values()
+    expected = bytes(16) + (bytes(range(1, 256)) * 2100)[16:]
+    assert box.ram[0x2_0000:0x2_0000 + len(expected)] == expected

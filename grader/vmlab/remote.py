@@ -154,8 +154,10 @@ class LocalLink:
         n = len(data)
         if n and data.count(0) == n:
             self.record(RAM, RAM_WRITE.pack(handle, pa, n | ZEROS))
-        else:
-            self.record(RAM, RAM_WRITE.pack(handle, pa, n) + data)
+            return
+        for at in range(0, n, 1 << 18):  # a message stays well under wire.MAX_MESSAGE
+            chunk = data[at:at + (1 << 18)]
+            self.record(RAM, RAM_WRITE.pack(handle, pa + at, len(chunk)) + chunk)
 
     def record(self, op: int, payload: bytes) -> None:
         self.log += HEADER.pack(op, len(payload))
