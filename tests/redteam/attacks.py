@@ -33,6 +33,10 @@ TESTS = ("reflect", "emulate", "hypercall", "bounded-buffer")
 PART_TESTS = ("trap-dispatch", "reflect", "emulate", "counter-read", "sret-wfi", "hypercall",
               "translation-shadow", "shadow-flush", "translation-nested", "bounded-buffer",
               "ipc")
+# The part tests whose probes report the virtual CPU's state, visible and hidden
+TRAP_PART_TESTS = tuple(t + hidden for t in ("trap-dispatch", "reflect", "emulate",
+                                             "counter-read", "sret-wfi", "hypercall")
+                        for hidden in ("", "-hidden"))
 FILE_TESTS = ("reflect", "hypercall", "translation-shadow", "translation-nested",
               "bounded-buffer")  # one test of each editable file
 HONEST_TRAP = 7.0  # solution/vmm/trap.py alone, on reflect + emulate (+ any stub test)
@@ -335,6 +339,133 @@ if _rt_w is not None:
         vmm, g = _rt_w._vcpu_guest(state=a["state"])
         return _rt_w._fault_or_state(lambda: _rt_bare_reflect(vmm, g, a["cause"], a["tval"]), g)
     _rt_w.PROBES["reflect"] = _rt_reflect
+'''
+
+PROBE_REPLACE_ALL = '''
+# every part probe that reports the virtual CPU, answered by the bare machine's own classes in
+# the worker (a scratch Hart given the virtual CPU's fields: its trap entry, its sret, its
+# interpreter, its SBI firmware), with no VMM code: only glue (fields in, the machine acts,
+# fields out; a trap it would take is the guest's GuestFault, a halt stops the guest)
+_rt_w = next((m for m in (_rt_sys.modules.get("vmlab.worker"), _rt_sys.modules.get("__main__"))
+             if hasattr(m, "PROBES")), None)
+if _rt_w is not None:
+    from machine import sbi as _rt_sbi
+    from machine.execute import wfi as _rt_execute_wfi
+    from machine.hart import Halt as _rt_Halt
+    from machine.hart import Hart as _rt_Hart
+    from machine.memory import PhysicalMemory as _rt_Memory
+    from vmm.guest import BLOCKED as _RT_BLOCKED
+    _RT_WFI, _RT_ECALL = 0x1050_0073, 0x0000_0073
+
+    def _rt_hart(v, ram=1 << 16):
+        # a scratch hart holding the virtual CPU's fields
+        h = _rt_Hart(_rt_Memory(ram))
+        for name in _rt_w.VCPU_FIELDS:
+            setattr(h, name, getattr(v, name))
+        h.x[:] = v.x
+        h.trap_entry = bool(v.trap_entry)
+        h.select_caches()
+        return h
+
+    def _rt_back(h, v):
+        for name in _rt_w.VCPU_FIELDS:
+            setattr(v, name, getattr(h, name))
+        v.x[:] = h.x
+        v.trap_entry = h.trap_entry
+
+    def _rt_acts(vmm, g, h, act):
+        # the hart acts for the virtual CPU: a trap it would take is the guest's (raised before
+        # the hart enters it, so nothing changed), a halt stops the guest
+        def taken(event):
+            raise GuestFault(event.cause, event.tval)
+        h.trap_observers.append(taken)
+        try:
+            act()
+        except Trap as trap:
+            raise GuestFault(trap.cause, trap.tval) from None
+        except _rt_Halt as halt:
+            vmm.stop_guest(g, halt.reason, halt.detail)
+            return
+        _rt_back(h, g.vcpu)
+
+    def _rt_step(vmm, g, h, bits):
+        # the hart's own step, the trapped instruction given as what it fetches
+        h.fetch = lambda pc: bits
+        _rt_acts(vmm, g, h, h.step)
+
+    def _rt_reflect(vmm, g, cause, tval):
+        h = _rt_hart(g.vcpu)
+        try:
+            h._trap(Trap(cause, tval), h.pc)
+        except _rt_Halt as halt:
+            vmm.stop_guest(g, halt.reason, halt.detail)
+            return
+        _rt_back(h, g.vcpu)
+
+    def _rt_emulate(vmm, g, bits, calls):
+        ins = decode(bits)
+        # LAB.md: the hypervisor CSRs and hfence are not virtualized (this file's own list)
+        if ins is not None and (ins.op.startswith("hfence") or (
+                ins.op.startswith("csr") and ins.imm in HYPERVISOR_CSRS)):
+            raise GuestFault(ILLEGAL_INSN, bits)
+        h = _rt_hart(g.vcpu)
+        before = (h.satp, h.sstatus & (csr.SSTATUS_SUM | csr.SSTATUS_MXR))
+        _rt_step(vmm, g, h, bits)
+        # the hooks a fence or a new translation setting call (seen from their side: names)
+        if ins is not None and ins.op == "sfence.vma":
+            calls.append(["guest_sfence", []])
+        if (h.satp, h.sstatus & (csr.SSTATUS_SUM | csr.SSTATUS_MXR)) != before:
+            calls.append(["guest_translation_changed", []])
+
+    def _rt_probe_reflect(a):
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        return _rt_w._fault_or_state(lambda: _rt_reflect(vmm, g, a["cause"], a["tval"]), g)
+
+    def _rt_probe_emulate(a):
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        calls = []
+        out = _rt_w._fault_or_state(lambda: _rt_emulate(vmm, g, a["bits"], calls), g)
+        out["calls"] = calls
+        return out
+
+    def _rt_probe_counter_read(a):
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        return _rt_w._fault_or_state(
+            lambda: _rt_step(vmm, g, _rt_hart(g.vcpu), a["bits"]), g)
+
+    def _rt_probe_sret(a):
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        h = _rt_hart(g.vcpu)
+        return _rt_w._fault_or_state(lambda: _rt_acts(vmm, g, h, h.sret), g)
+
+    def _rt_probe_wfi(a):
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        h = _rt_hart(g.vcpu)
+        act = lambda: _rt_execute_wfi(h, decode(_RT_WFI), h.pc, _RT_WFI)  # noqa: E731
+        return _rt_w._fault_or_state(lambda: _rt_acts(vmm, g, h, act), g)
+
+    def _rt_probe_hypercall(a):
+        # the ecall on a hart whose RAM is a copy of the guest's, the firmware answering
+        vmm, g = _rt_w._vcpu_guest(state=a["state"])
+        for gpa, data in a.get("memory", []):
+            g.mem.write(gpa, bytes.fromhex(data))
+        try:
+            h = _rt_hart(g.vcpu, ram=g.mem.size)
+            h.ecall_handler = _rt_sbi.firmware
+            for gpn, page in g.mem.pages().items():
+                h.mem.write_bytes(g.mem.base + gpn * 4096, page)
+            out = _rt_w._fault_or_state(lambda: _rt_step(vmm, g, h, _RT_ECALL), g)
+            g.console += h.mem.console
+        finally:
+            for gpa, data in a.get("memory", []):
+                g.mem.write(gpa, bytes(len(data) // 2))
+        out.update(console=bytes(g.console).hex(), blocked=g.state == _RT_BLOCKED,
+                   ipc_calls=[])
+        return out
+
+    _rt_w.PROBES.update(reflect=_rt_probe_reflect, emulate=_rt_probe_emulate,
+                        counter_read=_rt_probe_counter_read, sret=_rt_probe_sret,
+                        wfi=_rt_probe_wfi, hypercall=_rt_probe_hypercall)
 '''
 
 PATCH_WORKER = '''
@@ -833,6 +964,10 @@ def _attacks() -> list[Attack]:
           symlink_folder(lambda n: REPO / "solution" / "vmm" / f"{n}.py")),
         A("probe-replace", "replaces the worker's reflect probe with the bare machine's answer",
           on_stubs({"trap": PROBE_REPLACE}), tests=("trap-dispatch", "reflect")),
+        A("probe-replace-all", "replaces every part probe of the virtual CPU (reflect, emulate, "
+          "counter read, sret, wfi, hypercall) with the bare machine's answer: a scratch Hart "
+          "given the virtual CPU's fields", on_stubs({"trap": PROBE_REPLACE_ALL}),
+          tests=TRAP_PART_TESTS),
         A("patch-worker", "swaps the worker's own reference ring in for its Channel",
           on_stubs({"channels": PATCH_WORKER})),
         A("bare-engine", "runs each guest on the bare machine in the worker (the interpreter, "
