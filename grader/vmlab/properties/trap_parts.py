@@ -739,10 +739,10 @@ register(Property(
 EXT_IPC = 0x08495043
 IPC_ANSWERS = ("blocked", "blocked", "blocked", "bad-buffer", (0, 0), (0, 17), (-1, 0), (-3, 0),
                (-4, 0))
-# 0x05 and 0x0F: legacy extensions the firmware lacks (a0 = -2, a1 left alone), the second the
-# last legacy one before BASE
-EXTENSIONS = (0x10, 0x54494D45, 0x53525354, 0x4442434E, 0x01, 0x02, 0x08, 0x05, 0x0F, 0x4A,
-              0x7FFF_FFFF)
+# 0x05, 0x09 and 0x0F: legacy extensions the firmware lacks (a0 = -2, a1 left alone), the
+# second the first past the legacy calls' names, the third the last legacy one before BASE
+EXTENSIONS = (0x10, 0x54494D45, 0x53525354, 0x4442434E, 0x01, 0x02, 0x08, 0x05, 0x09, 0x0F,
+              0x4A, 0x7FFF_FFFF)
 BUFFER = 0x8060_0000
 
 
@@ -757,7 +757,9 @@ IPC_CALLS = tuple((EXT_IPC, fid, answer) for fid in (0, 1) for answer in IPC_ANS
 IPC_WAITS = tuple(c for c in IPC_CALLS if c[2] == "blocked")
 LEGACY_RETURNS = tuple(c for c in SBI_CALLS if c[0] in (0x01, 0x02))
 STOPS = tuple(c for c in SBI_CALLS if c[0] == 0x08 or c == (0x53525354, 0))
-CALLS = SBI_CALLS + LEGACY_RETURNS + STOPS + IPC_CALLS * 2 + IPC_WAITS * 3
+# and extensions in the legacy range past the named calls (0x09, 0x0F): answered a0 alone
+LEGACY_GAPS = tuple(c for c in SBI_CALLS if c[0] in (0x09, 0x0F))
+CALLS = SBI_CALLS + LEGACY_RETURNS + STOPS * 3 + LEGACY_GAPS + IPC_CALLS * 2 + IPC_WAITS * 3
 
 
 @st.composite

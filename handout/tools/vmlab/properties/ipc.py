@@ -95,10 +95,15 @@ RELEASE_SIZES = SEND_SIZES[1:7]  # a message that lets a waiting receiver go on:
 WHERE_PICKS = 8  # the sender's buffer: from the start of its RAM to flush with its end
 RECEIVE_SIZES = (0, 1, 8, MAX_MESSAGE, MAX_MESSAGE, SIZE)  # SIZE: all its RAM, a valid buffer
 # buffers not (wholly) in the guest's RAM, (address, length): below it, across its end, nowhere
-# near, and wrapping past 2^32 back into it (a check on 32-bit sums lets those through)
+# near, and wrapping past 2^32 back into it (a check on 32-bit sums lets those through: two of
+# them, so that a run's few hostile sends meet one)
 OUTSIDE = ((BASE - 4, 8), (BASE + SIZE - 2, 8), (0, 8), (0xFFFF_FFF0, 8),
-           (0xFFFF_FF80, MAX_MESSAGE), (0xFFFF_FFF0, 0x8000_0020))
-OUTSIDE_RECEIVES = OUTSIDE + ((BASE, 0xFFFF_FFFF), (BASE + 0x1000, SIZE))  # sizes of any length
+           (0xFFFF_FF80, MAX_MESSAGE), (0xFFFF_FFFC, 8), (0xFFFF_FFF0, 0x8000_0020))
+# and receive buffers longer than a message that start in its RAM and run past its end: all
+# of it, its last page and a byte, a message's room and a byte (a check of only as much as a
+# message fills lets those through)
+OUTSIDE_RECEIVES = OUTSIDE + ((BASE, 0xFFFF_FFFF), (BASE + 0x1000, SIZE),
+                              (BASE + SIZE - 2 * MAX_MESSAGE, 2 * MAX_MESSAGE + 1))
 OUTSIDE_SENDS = tuple((b, n) for b, n in OUTSIDE if n <= MAX_MESSAGE)  # longer ones are -3
 ARGS = CHANNEL_PICKS * WHO_PICKS * len(SEND_SIZES) * WHERE_PICKS  # the most a kind decodes
 PAIRS = st.lists(st.integers(0, GUESTS * GUESTS * 4 - 1), min_size=1, max_size=4)
@@ -339,25 +344,27 @@ def ipc_machine(worker: Any) -> type[RuleBasedStateMachine]:
 
         def hostile_buffer(self, arg: int) -> None:
             """A guest passes a buffer not wholly in its RAM: the VMM must refuse it."""
-            arg, g = divmod(arg, GUESTS)
+            arg, pick = divmod(arg, CHANNEL_PICKS)
             op = ("send", "receive")[arg % 2]
             choices = OUTSIDE_SENDS if op == "send" else OUTSIDE_RECEIVES
             outside, length = choices[arg // 2 % len(choices)]
-            for cid, (s, r, _) in self.ends.items():
-                mine = s == g and self.alive[r] if op == "send" else r == g
-                if not self.alive[g] or g in self.blocked or not mine:
-                    continue
-                self.history.append(f"g{g}: {op}({cid}, buffer at {outside:#x}, {length:#x} "
-                                    "bytes)")
-
-                def check(got: dict, op: str = op) -> None:
-                    if got["result"] != "bad-buffer":
-                        self._fail(f"{op} with a buffer outside the guest's memory was answered "
-                                   f"{got['result']!r}; it must raise BadBuffer (the guest is "
-                                   "attacking the VMM)")
-                self._call({"op": op, "guest": g, "cid": cid, "buf": outside,
-                            "size": length, "payload": ""}, check)
+            # the end of a channel whose holder can call now (a send to a live receiver): any
+            # guest drawn would often hold no such end, and the call would not happen at all
+            ends = [(cid, s if op == "send" else r) for cid, (s, r, _) in self.ends.items()
+                    if op == "receive" or self.alive[r]]
+            ends = [(cid, g) for cid, g in ends if self.alive[g] and g not in self.blocked]
+            if not ends:
                 return
+            cid, g = ends[pick % len(ends)]
+            self.history.append(f"g{g}: {op}({cid}, buffer at {outside:#x}, {length:#x} bytes)")
+
+            def check(got: dict) -> None:
+                if got["result"] != "bad-buffer":
+                    self._fail(f"{op} with a buffer outside the guest's memory was answered "
+                               f"{got['result']!r}; it must raise BadBuffer (the guest is "
+                               "attacking the VMM)")
+            self._call({"op": op, "guest": g, "cid": cid, "buf": outside, "size": length,
+                        "payload": ""}, check)
 
         def kill(self, arg: int) -> None:
             """A guest stops: any one, or (mostly) one end of a channel whose other end lives,
