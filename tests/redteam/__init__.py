@@ -13,14 +13,15 @@ from __future__ import annotations
 
 KNOWN_OPEN: dict[str, str] = {
     "probe-replace": (
-        "the worker runs its VMM on a copy of the hardware (the grader replays the log on its "
-        "own, hardware.Replay), so the machine's classes are in the worker's process: a "
-        "submission that replaces the worker's reflect probe computes the virtual CPU's state "
-        "with the machine's own trap entry, which no hardware fact contradicts (3 points). "
-        "Every hardware fact rests on the grader; what a part probe reports of the VMM's own "
-        "state is the worker's word, as forgeable as it was by pasting the handout's trap "
-        "entry into a submission. Open until the part probes' measurements move to the grader "
-        "too (or the copy's classes leave the worker's namespace)"),
+        "a Part 1 test checks the virtual CPU one function of the VMM leaves: the VMM's own "
+        "state, held in the student's process, so the submission's word whatever the harness "
+        "(every hardware fact rests on the grader's hardware, hardware.Replay). Replacing the "
+        "worker's reflect probe with the machine's own trap entry on a scratch Hart (the worker "
+        "holds the machine's classes; the handout ships their source anyway) earns reflect's 3 "
+        "points, 6 with the hidden test. No harness can tell it from a VMM that emulates with "
+        "an interpreter; LAB.md forbids it (\"Your parts are your code\") and the README gives "
+        "staff the grep that finds the plain forms. Open by design unless the Part 1 weights "
+        "move to the whole-guest tests"),
     "probe-replace-all": (
         "probe-replace's hole measured whole: every part probe that reports the virtual CPU, "
         "answered by a scratch Hart of the worker's machine package given the virtual CPU's "
