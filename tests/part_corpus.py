@@ -312,6 +312,18 @@ BUGS: list[Variant] = [
     Variant("legacy-calls-are-0-to-8", HYPERCALLS, "hypercall", (
         ("    if eid < 0x10:\n", "    if eid <= 8:  # set_timer .. shutdown\n"),),
         "the legacy range taken as the calls it names: 0x09 to 0x0F answer a1 too"),
+    Variant("hidden-fault-arguments-swapped", TRAP, "trap-dispatch", (
+        ("vmm.hidden_fault(guest, event.tval, PAGE_FAULT_CAUSE.index(event.cause))",
+         "vmm.hidden_fault(event.tval, guest, PAGE_FAULT_CAUSE.index(event.cause))"),),
+        "the guest and the address passed to hidden_fault the other way round: every shadow "
+        "fault of every guest goes wrong (found by vmlab mutants: the dispatch test saw the "
+        "right handler with the right integers)"),
+    Variant("flush-keeps-its-leaf-tables", SHADOW, "shadow-flush", (
+        ("            self.leaves[view] = {}\n", ""),),
+        "the roots zeroed and the second-level tables put up for reuse, but still listed as "
+        "the roots' tables: the next fill writes into a table no root points to, and the page "
+        "faults for ever (found by vmlab mutants: it passed the flush test, which checked only "
+        "that the translations were gone)"),
     Variant("fill-checks-permissions-with-paging-off", SHADOW, "shadow-fill", (
         ("            if not paging or guestwalk.permits(m.pte, kind, vcpu.mode, sum_, mxr):\n",
          "            if guestwalk.permits(m.pte, kind, vcpu.mode, sum_, mxr):\n"),),

@@ -61,7 +61,9 @@ SHAPES: dict[str, dict] = {  # isolation's optional `owners` is added below
     "ipc_guests": _obj(host_stop=HOST_STOP, guests={"type": "array", "items": _obj(
         stop=STOP, vcpu=VCPU, console=TEXT, pages=DIGESTS, full_pages=DIGESTS)}),
     "translate": _obj(results={"type": "array", "items": {"type": "object"}}),
-    "flush": _obj(still_mapped={"type": "array", "items": INTS}, cached=INT),
+    "flush": _obj(still_mapped={"type": "array", "items": INTS}, cached=INT, lost={
+        "type": "array", "items": {"type": "array", "prefixItems": [INT, INT, INT, INT, {
+            "anyOf": [{"type": "null"}, INT]}], "minItems": 5, "maxItems": 5}}),
     # each call: the handler, its integer arguments, how it ended (["returned"], ["fault",
     # cause, tval], ["error", type]); what `handle` raised, if anything
     "dispatch": _obj(calls={"type": "array", "items": {

@@ -313,7 +313,9 @@ def probe_flush(a: dict) -> dict:
     rely on what fill keeps; where fill is missing, fails or leaves the hardware nothing to
     translate, the given `_write_leaf` makes them (this part is graded without the shadow-fill
     part). Every entry is in the TLB before the flush, so that only a flush that forgets them
-    passes: a flush that does nothing leaves every one. `cached` counts them."""
+    passes: a flush that does nothing leaves every one. `cached` counts them. Then each is
+    filled again (the same way), and must translate as before: a flush leaves the tables fit
+    for the next fills. `lost` lists those that do not: (va, access, mode, before, after)."""
     from machine import csr
     from machine.mmu import PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, Permissions
     from machine.traps import Trap
@@ -323,15 +325,16 @@ def probe_flush(a: dict) -> dict:
     hart = vmm.machine.hart
     user = Permissions(priv=0, sum=False, mxr=False)
     flags = PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D
-    cached = 0
+    cached, before = 0, {}
     for va, access, mode, gpa, sum_, mxr in a["fills"]:
         g.vcpu.mode = mode
         g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
         for fill in (_filled, _write_leaf):
             if fill(g, va, access, gpa, flags):
                 try:  # now in the TLB
-                    _tagged(hart.mmu.translate, ["cache", cached], va, access,
-                            g.shadow.satp(mode), user)
+                    before[va, access, mode] = _tagged(
+                        hart.mmu.translate, ["cache", cached, va, access, mode], va, access,
+                        g.shadow.satp(mode), user)
                     cached += 1
                     break
                 except Trap:
@@ -345,7 +348,23 @@ def probe_flush(a: dict) -> dict:
             still.append([va, access, mode, hpa])
         except Trap:
             pass
-    return {"still_mapped": still, "cached": cached}
+    after: dict = {}
+    for va, access, mode, gpa, sum_, mxr in a["fills"]:
+        if (va, access, mode) not in before:
+            continue
+        g.vcpu.mode = mode
+        g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
+        for fill in (_filled, _write_leaf):
+            if fill(g, va, access, gpa, flags):
+                try:
+                    after[va, access, mode] = _tagged(
+                        hart.mmu.translate, ["again", va, access, mode], va, access,
+                        g.shadow.satp(mode), user)
+                    break
+                except Trap:
+                    after[va, access, mode] = None
+    lost = [[*key, pa, after.get(key)] for key, pa in before.items() if after.get(key) != pa]
+    return {"still_mapped": still, "cached": cached, "lost": lost}
 
 
 def _tagged(walk: Any, tag: list, *args: Any) -> int:
@@ -379,14 +398,17 @@ class _Watch:
     name, an alias, a table built at import, another module's name) and however it passed them.
     Calls made from inside a watched function are its own business and are not noted. Each note
     ends with how the call ended: ["returned"], ["fault", cause, tval] (GuestFault) or ["error",
-    the exception's type].
+    the exception's type]; or, when a parameter named in `kinds` got a value of another kind
+    (the arguments out of order: a body the watch replaced would not notice), ["misplaced",
+    which parameter got what].
 
     `replace` gives a function another body for the duration, by swapping its code object: the
     function object stays the one every table and alias holds, so the replacement is reached
     the same way the function is. It is used for bodies that must not run in a part's test
     (a GuestFault raised on purpose, a VMM method whose real body would run another part)."""
 
-    def __init__(self, functions: dict[str, Any]) -> None:
+    def __init__(self, functions: dict[str, Any], kinds: dict[str, type] | None = None) -> None:
+        self.kinds = kinds or {}
         unwrapped = {name: inspect.unwrap(getattr(fn, "__func__", fn))
                      for name, fn in functions.items()}
         # a name the student's module lacks, or that is no Python function, is not watched
@@ -433,8 +455,12 @@ class _Watch:
         code = frame.f_code
         names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
         args = [frame.f_locals.get(n) for n in names]
+        wrong = next((f"its `{n}` got {'an' if type(v).__name__[0] in 'aeiou' else 'a'} "
+                      f"{type(v).__name__}" for n, v in zip(names, args, strict=True)
+                      if n in self.kinds and not isinstance(v, self.kinds[n])), None)
         self.calls.append([name, [v for v in args if isinstance(v, int)
-                                  and not isinstance(v, bool)], ["returned"]])
+                                  and not isinstance(v, bool)],
+                           ["misplaced", wrong] if wrong else ["returned"]])
         self.active, self.pending = frame, None
         return self._inside
 
@@ -447,7 +473,7 @@ class _Watch:
             self.pending = None  # handled within the function
         elif event == "return":
             e = self.pending
-            if e is not None:
+            if e is not None and self.calls[-1][2][0] != "misplaced":
                 from vmm.guestwalk import GuestFault
                 self.calls[-1][2] = ["fault", int(e.cause), int(e.tval) & 0xFFFF_FFFF] \
                     if isinstance(e, GuestFault) and isinstance(e.cause, int) and \
@@ -500,7 +526,8 @@ def probe_dispatch(a: dict) -> dict:
                     "emulate": getattr(trap, "emulate", None),
                     "emulate_counter_read": getattr(trap, "emulate_counter_read", None),
                     "hypercall": getattr(hypercalls, "hypercall", None),
-                    "hidden_fault": VMM.hidden_fault, "guest_page_fault": VMM.guest_page_fault})
+                    "hidden_fault": VMM.hidden_fault, "guest_page_fault": VMM.guest_page_fault},
+                   kinds={"vmm": VMM, "self": VMM, "guest": type(g)})
     raised = None
     event = TrapEvent(a["cause"], a["tval"], 0x8040_0000, 0, a["paging"] == "nested",
                       a.get("gpa", 0))

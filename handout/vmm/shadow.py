@@ -70,7 +70,8 @@ class ShadowTables:
     def flush(self) -> None:
         """Forget every shadow entry of this guest, in both views, and make the hardware forget
         the translations it cached from them (sfence.vma for both ASIDs). Called when the guest
-        writes satp, changes SUM or MXR, or executes sfence.vma.
+        writes satp, changes SUM or MXR, or executes sfence.vma. Afterwards the tables must be
+        fit for the next fills: an entry filled again translates as before the flush.
 
         Hint: zero both root tables and keep the second-level tables in self.spare for reuse;
         self.machine.hart.mmu.sfence(None, asid) is what an sfence.vma with that ASID does."""

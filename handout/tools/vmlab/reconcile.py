@@ -104,6 +104,11 @@ def _flush(args: dict, result: dict, record: dict) -> str | None:
     result["cached"] = sum(1 for tag, w in walks if tag[0] == "cache" and "pa" in w)
     result["still_mapped"] = [[tag[1], tag[2], tag[3], w["pa"]] for tag, w in walks
                               if tag[0] == "still" and "pa" in w]
+    before = {tuple(tag[2:5]): w["pa"] for tag, w in walks
+              if tag[0] == "cache" and len(tag) == 5 and "pa" in w}
+    again = _tagged(record)
+    result["lost"] = [[*key, pa, after] for key, pa in before.items()
+                      if (after := _pa(again.get(("again", *key), [None])[-1])) != pa]
     return None
 
 

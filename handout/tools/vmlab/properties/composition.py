@@ -318,6 +318,15 @@ def check_flush(a: dict, worker: Any) -> None:
             f"({ACCESS[access]}, the {'S' if mode else 'U'} view) to host `{hpa:#010x}`: a "
             "stale translation (an entry left in a table, or one the TLB still caches)",
             describe_flush(a))
+    for va, access, mode, before, after in answer.get("lost", []):
+        now = ("the hardware cannot translate it at all" if after is None else
+               f"the hardware translates it to host `{after:#010x}`")
+        raise Counterexample(
+            f"after `flush`, guest-virtual `{va:#010x}` ({ACCESS[access]}, the "
+            f"{'S' if mode else 'U'} view) was filled again, and {now}; before the flush it "
+            f"translated to `{before:#010x}`. A flush must leave the tables fit for the next "
+            "fills: a second-level table kept that the root no longer points to, or one handed "
+            "out twice, breaks them", describe_flush(a))
 
 
 def describe_flush(a: dict) -> str:

@@ -306,6 +306,11 @@ def check_dispatch(a: dict, worker: Any) -> None:
                              + " or ".join(_show([f]) for f in firsts), example)
     first, outcome, rest = calls[0], calls[0][2], calls[1:]
     for call in calls:
+        if call[2][0] == "misplaced":
+            raise Counterexample(
+                f"`handle` called `{call[0]}` with its arguments out of order: {call[2][1]}. "
+                f"Pass them as its signature says, `{SIGNATURES[call[0]]}`", example)
+    for call in calls:
         if call[2][0] == "error" and runs_alone(a, call, worker):
             raise Counterexample(
                 f"`{call[0]}` raised {call[2][1]} when `handle` called it, yet runs when called "
@@ -329,6 +334,11 @@ def check_dispatch(a: dict, worker: Any) -> None:
                 f"{_show(rest)}{escaped}", example)
 
 
+SIGNATURES = {"reflect": "reflect(vmm, guest, cause, tval)", "emulate": "emulate(vmm, guest, bits)",
+              "emulate_counter_read": "emulate_counter_read(guest, bits)",
+              "hypercall": "hypercall(vmm, guest)",
+              "hidden_fault": "vmm.hidden_fault(guest, va, access)",
+              "guest_page_fault": "vmm.guest_page_fault(guest, va, gpa, access)"}
 # the handlers a probe of their own can call alone: the probe, their integer parameters and
 # their signature
 ALONE = {"hypercall": ("hypercall", (), "hypercall(vmm, guest)"),
