@@ -216,11 +216,12 @@ class Hardware:
         if off < 0 or off + size > box.machine.mem.ram_size or \
                 (not zeros and len(payload) != RAM_WRITE.size + size):
             raise Abort("garbled", "a write outside RAM")
-        if not zeros:
+        if zeros:
+            for at in range(off, off + size, 1 << 20):  # a MiB at a time
+                n = min(1 << 20, off + size - at)
+                box.ram[at:at + n] = bytes(n)
+        else:
             box.ram[off:off + size] = payload[RAM_WRITE.size:]
-        for at in range(off, off + size if zeros else off, 1 << 20):  # a MiB at a time
-            n = min(1 << 20, off + size - at)
-            box.ram[at:at + n] = bytes(n)
         h = box.machine.hart
         for page in range(off >> 12, (off + size + 4095) >> 12):
             h.invalidate_code(page)
@@ -241,6 +242,10 @@ class Hardware:
         except BufferError:  # a view of it lives on somewhere: it goes when that does
             pass
 
+    def ram_held(self) -> int:
+        """Bytes of RAM of the live machines."""
+        return sum(b.machine.mem.ram_size for b in self.boxes.values())
+
     def _box(self, handle: int) -> _Box:
         box = self.boxes.get(handle)
         if box is None:
@@ -252,7 +257,7 @@ class Hardware:
         size = int(request["ram_size"])
         if size <= 0 or size % 4096 or size > MAX_RAM:
             raise Abort("garbled", f"a machine with {size} bytes of RAM")
-        if size + sum(b.machine.mem.ram_size for b in self.boxes.values()) > MAX_TOTAL_RAM:
+        if size + self.ram_held() > MAX_TOTAL_RAM:
             raise Abort("garbled", "more machines' RAM at once than a worker may have")
         ram = mmap.mmap(-1, size)  # each side has its own: the VMM's writes are in the log
         machine = Machine(ram_size=size, fast=bool(request.get("fast", True)), ram=ram)

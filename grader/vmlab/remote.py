@@ -146,8 +146,7 @@ class LocalLink:
             size = int(_json(new)["ram_size"])
         except (ValueError, KeyError, TypeError):
             return False
-        held = sum(b.machine.mem.ram_size for b in self.hardware.boxes.values())
-        return held + size > MAX_TOTAL_RAM
+        return self.hardware.ram_held() + size > MAX_TOTAL_RAM
 
     def ram(self, handle: int, pa: int, data: bytes) -> None:
         """The VMM wrote RAM: the grader's copy is written at the same point of the log."""

@@ -325,20 +325,30 @@ def probe_flush(a: dict) -> dict:
     hart = vmm.machine.hart
     user = Permissions(priv=0, sum=False, mxr=False)
     flags = PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D
-    cached, before = 0, {}
-    for va, access, mode, gpa, sum_, mxr in a["fills"]:
+
+    def fill_and_walk(fill_args: list, tag: list) -> int | None:
+        """The entry made (by the student's fill; where that leaves the hardware nothing to
+        use, by the given _write_leaf) and walked, so that the TLB holds it: its host address,
+        or None."""
+        va, access, mode, gpa, sum_, mxr = fill_args
         g.vcpu.mode = mode
         g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
         for fill in (_filled, _write_leaf):
             if fill(g, va, access, gpa, flags):
-                try:  # now in the TLB
-                    before[va, access, mode] = _tagged(
-                        hart.mmu.translate, ["cache", cached, va, access, mode], va, access,
-                        g.shadow.satp(mode), user)
-                    cached += 1
-                    break
+                try:
+                    return _tagged(hart.mmu.translate, tag, va, access, g.shadow.satp(mode),
+                                   user)
                 except Trap:
-                    pass  # nothing the hardware can use: the given _write_leaf makes it
+                    pass
+        return None
+
+    cached, before = 0, {}
+    for fill_args in a["fills"]:
+        key = tuple(fill_args[:3])
+        hpa = fill_and_walk(fill_args, ["cache", cached, *key])
+        if hpa is not None:
+            before[key] = hpa
+            cached += 1
     g.shadow.flush()
     still = []
     for va, access, mode, *_ in a["fills"]:
@@ -348,21 +358,8 @@ def probe_flush(a: dict) -> dict:
             still.append([va, access, mode, hpa])
         except Trap:
             pass
-    after: dict = {}
-    for va, access, mode, gpa, sum_, mxr in a["fills"]:
-        if (va, access, mode) not in before:
-            continue
-        g.vcpu.mode = mode
-        g.vcpu.sstatus = (csr.SSTATUS_SUM if sum_ else 0) | (csr.SSTATUS_MXR if mxr else 0)
-        for fill in (_filled, _write_leaf):
-            if fill(g, va, access, gpa, flags):
-                try:
-                    after[va, access, mode] = _tagged(
-                        hart.mmu.translate, ["again", va, access, mode], va, access,
-                        g.shadow.satp(mode), user)
-                    break
-                except Trap:
-                    after[va, access, mode] = None
+    after = {tuple(f[:3]): fill_and_walk(f, ["again", *f[:3]]) for f in a["fills"]
+             if tuple(f[:3]) in before}
     lost = [[*key, pa, after.get(key)] for key, pa in before.items() if after.get(key) != pa]
     return {"still_mapped": still, "cached": cached, "lost": lost}
 

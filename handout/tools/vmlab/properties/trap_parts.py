@@ -334,17 +334,16 @@ def check_dispatch(a: dict, worker: Any) -> None:
                 f"{_show(rest)}{escaped}", example)
 
 
-SIGNATURES = {"reflect": "reflect(vmm, guest, cause, tval)", "emulate": "emulate(vmm, guest, bits)",
-              "emulate_counter_read": "emulate_counter_read(guest, bits)",
-              "hypercall": "hypercall(vmm, guest)",
-              "hidden_fault": "vmm.hidden_fault(guest, va, access)",
-              "guest_page_fault": "vmm.guest_page_fault(guest, va, gpa, access)"}
 # the handlers a probe of their own can call alone: the probe, their integer parameters and
 # their signature
 ALONE = {"hypercall": ("hypercall", (), "hypercall(vmm, guest)"),
          "emulate": ("emulate", ("bits",), "emulate(vmm, guest, bits)"),
          "emulate_counter_read": ("counter_read", ("bits",), "emulate_counter_read(guest, bits)"),
          "reflect": ("reflect", ("cause", "tval"), "reflect(vmm, guest, cause, tval)")}
+# every handler `handle` may call, as its signature says
+SIGNATURES = {**{name: signature for name, (_, _, signature) in ALONE.items()},
+              "hidden_fault": "vmm.hidden_fault(guest, va, access)",
+              "guest_page_fault": "vmm.guest_page_fault(guest, va, gpa, access)"}
 
 
 def runs_alone(a: dict, call: list, worker: Any) -> bool:
