@@ -104,12 +104,15 @@ def test_the_solution_earns_full_marks_on_the_visible_tests(tmp_path: Path) -> N
 
 
 def test_the_untouched_handout_scores_zero_on_every_part(tmp_path: Path) -> None:
-    results = grade(tmp_path, HANDOUT, [t for t in RUBRIC.tests if t.visible])
+    # hidden tests too, in one worker: each stub's NotImplementedError keeps a VMM (and its
+    # RAM) in a cycle until a collection, and a new machine once found no address space left
+    # (the hidden nested test said "your code raised OSError")
+    results = grade(tmp_path, HANDOUT, RUBRIC.tests)
     s = scores(results)
-    assert len(s) == sum(t.visible for t in RUBRIC.tests)
+    assert len(s) == len(RUBRIC.tests)
     assert all(score == 0 and top > 0 for score, top in s.values()), s
     for t in results["tests"]:
-        assert "not written yet" in t["output"] or "failed" in t["output"], t["output"]
+        assert "not written yet" in t["output"], t["output"]
 
 
 def only_part_done(tmp_path: Path, part: str) -> Path:

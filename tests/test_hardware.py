@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vmlab import worker_view
-from vmlab.hardware import Abandoned, Abort, Hardware, Replay
+from vmlab.hardware import Abandoned, Abort, Hardware, Replay, new_ram, zero
 from vmlab.properties.guests import as_request, run_bare
 from vmlab.sandbox import HARNESS_ENV, Worker
 from vmlab.strategies.programs import SystemProgram, system_programs
@@ -182,3 +182,29 @@ def test_a_vmm_s_ram_writes_reach_the_grader_s_ram(tmp_path: Path) -> None:
     [box] = hardware.boxes.values()
     expected = bytes(16) + (bytes(range(1, 256)) * 2100)[16:]
     assert box.ram[0x2_0000:0x2_0000 + len(expected)] == expected
+
+
+def test_frames_zeroed_whole_reach_the_grader_s_ram_as_zeros(tmp_path: Path) -> None:
+    """A zeroed frame (handed back to the kernel on both sides, not written) reads as zeros in
+    the grader's RAM, and its neighbours keep what the VMM wrote there."""
+    out, hardware, refused = replayed(
+        tmp_path, before_run="m.write_phys(0x8002_0000, bytes([7]) * 0x5000)\n"
+                             "m.write_phys(0x8002_1000, bytes(0x2000))\n"
+                             "m.write_phys(0x8002_3800, bytes(0x1000))\n")
+    assert refused is None and out.startswith("handler-error"), (refused, out)
+    [box] = hardware.boxes.values()
+    expected = bytes([7]) * 0x1000 + bytes(0x2000) + bytes([7]) * 0x800 + bytes(0x1000) \
+        + bytes([7]) * 0x800
+    assert box.ram[0x2_0000:0x2_5000] == expected
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 5 * 4096), st.integers(0, 4 * 4096), st.binary(min_size=1, max_size=8))
+def test_zero_clears_the_range_and_nothing_else(off: int, n: int, fill: bytes) -> None:
+    size = 10 * 4096
+    ram = new_ram(size)
+    pattern = (fill * (size // len(fill) + 1))[:size].replace(b"\0", b"\1")
+    ram[:] = pattern
+    zero(ram, off, n)
+    assert ram[off:off + n] == bytes(n)
+    assert ram[:off] == pattern[:off] and ram[off + n:] == pattern[off + n:]

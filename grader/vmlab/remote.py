@@ -30,6 +30,7 @@ from typing import Any
 
 from . import csrs as _csrs
 from .board import RAM_BASE, RAM_SIZE_DEFAULT
+from .hardware import PAGE, zero
 from .hart import Halt, TrapEvent
 from .machine import EXIT_CODES, Stop
 from .traps import Trap
@@ -128,7 +129,13 @@ class LocalLink:
             # made: the grader must not hear of it, or its machines would outnumber these
             mark = len(self.log) - HEADER.size - len(payload)
             try:
-                self.hardware.serve(op, payload)
+                try:
+                    self.hardware.serve(op, payload)
+                except (OSError, MemoryError):
+                    # the address space went to machines no one holds, kept in cycles (a VMM
+                    # in a traceback): the bound above counts RAM, not the interpreter
+                    gc.collect()
+                    self.hardware.serve(op, payload)
             except BaseException:
                 del self.log[mark:]
                 raise
@@ -151,7 +158,7 @@ class LocalLink:
     def ram(self, handle: int, pa: int, data: bytes) -> None:
         """The VMM wrote RAM: the grader's copy is written at the same point of the log."""
         n = len(data)
-        if n and data.count(0) == n:
+        if n and data == bytes(n):  # (count(0) took ten times as long)
             self.record(RAM, RAM_WRITE.pack(handle, pa, n | ZEROS))
             return
         for at in range(0, n, 1 << 18):  # a message stays well under wire.MAX_MESSAGE
@@ -223,12 +230,16 @@ class Memory:
         return self.ram[off:off + n]
 
     def write_bytes(self, pa: int, data: bytes) -> bool:
-        off = pa - RAM_BASE
-        if off < 0 or off + len(data) > self.ram_size:
+        off, n = pa - RAM_BASE, len(data)
+        if off < 0 or off + n > self.ram_size:
             return False
-        self.ram[off:off + len(data)] = data
-        self.logged(pa, bytes(data))
-        self.dirty.update(range(off >> 12, (off + len(data) + 4095) >> 12))
+        data = bytes(data)  # (what the caller holds may change before the log goes out)
+        if n >= PAGE and data == bytes(n):  # a frame zeroed, as every frame a guest gets is
+            zero(self.ram, off, n)
+        else:
+            self.ram[off:off + n] = data
+        self.logged(pa, data)
+        self.dirty.update(range(off >> 12, (off + n + 4095) >> 12))
         return True
 
 

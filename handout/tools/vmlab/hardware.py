@@ -53,6 +53,7 @@ from .wire import (
 
 RAM_BASE = 0x8000_0000
 
+PAGE = 4096
 MAX_RAM = 512 << 20  # bytes of RAM one machine may have
 MAX_MACHINES = 8  # a worker's live machines; the oldest is dropped past this
 # bytes of RAM all of a worker's live machines may have: what the worker's own address space
@@ -159,6 +160,25 @@ class _Box:
     raw_label: bytes = b""
 
 
+def new_ram(size: int) -> mmap.mmap:
+    """A machine's RAM: private, so that a page handed back to the kernel reads as zeros."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+
+
+def zero(ram: mmap.mmap, off: int, n: int) -> None:
+    """Zero `n` bytes of `ram` from `off`. The whole pages go back to the kernel rather than
+    being written: a VMM zeroes every frame it hands a guest, and writing a page never touched
+    costs a page fault and a page of memory, in the worker and again here, for each of
+    thousands of frames per example (a G-stage that maps all of a guest's RAM at once)."""
+    first, last = -(-off // PAGE) * PAGE, (off + n) // PAGE * PAGE
+    if last <= first:
+        ram[off:off + n] = bytes(n)
+        return
+    ram[off:first] = bytes(first - off)
+    ram.madvise(mmap.MADV_DONTNEED, first, last - first)
+    ram[last:off + n] = bytes(off + n - last)
+
+
 class Hardware:
     """The machines of one worker, served over `channel`."""
 
@@ -217,9 +237,7 @@ class Hardware:
                 (not zeros and len(payload) != RAM_WRITE.size + size):
             raise Abort("garbled", "a write outside RAM")
         if zeros:
-            for at in range(off, off + size, 1 << 20):  # a MiB at a time
-                n = min(1 << 20, off + size - at)
-                box.ram[at:at + n] = bytes(n)
+            zero(box.ram, off, size)
         else:
             box.ram[off:off + size] = payload[RAM_WRITE.size:]
         h = box.machine.hart
@@ -259,7 +277,7 @@ class Hardware:
             raise Abort("garbled", f"a machine with {size} bytes of RAM")
         if size + self.ram_held() > MAX_TOTAL_RAM:
             raise Abort("garbled", "more machines' RAM at once than a worker may have")
-        ram = mmap.mmap(-1, size)  # each side has its own: the VMM's writes are in the log
+        ram = new_ram(size)  # each side has its own: the VMM's writes are in the log
         machine = Machine(ram_size=size, fast=bool(request.get("fast", True)), ram=ram)
         machine.set_trap_handler(self._trap)
         machine.mem.dirty.clear()  # the device tree it booted with is no guest's write
