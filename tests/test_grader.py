@@ -555,3 +555,32 @@ def test_what_the_student_printed_is_shown_only_where_the_rubric_says(tmp_path: 
                if t["score"] == t["max_score"])
     if printed:
         assert 0 < out["reflect"]["output"].count("filler") <= 30  # its last lines only
+
+
+def test_shrinking_stops_at_the_rubric_s_count_of_examples(tmp_path: Path) -> None:
+    """Past `shrink_examples` after the first failure, the smallest failure so far is the
+    report, and the report says shrinking was cut; a count, not a time, so two runs agree to the
+    byte (a batch and `vmlab grade` too)."""
+    bug = next(b for b in BUGS if b.name == "reflect-sie-not-saved")
+    sub = buggy_submission(tmp_path, bug)
+    [test] = [t for t in RUBRIC.tests if t.id == "reflect"]
+    rubric = dataclasses.replace(RUBRIC, shrink_examples=5)
+    runs = [grade(tmp_path / f"run{i}", sub, [test], rubric)["tests"][0] for i in range(2)]
+    out = runs[0]["output"]
+    found = int(out.split("Found at example ", 1)[1].split(" ", 1)[0])
+    assert "shrunk by hypothesis for 5 examples (the rubric's limit)" in out, out
+    assert runs[0]["extra_data"]["examples"] == found + 5
+    assert runs[0]["output"] == runs[1]["output"]
+    # the same bug, shrinking left to finish, runs more examples and says it finished
+    whole = grade(tmp_path / "whole", sub, [test])["tests"][0]
+    assert whole["extra_data"]["examples"] > found + 5
+    assert "smallest failing case it found" in whole["output"], whole["output"]
+    # a state machine's runs are its examples: a run is never cut part way (hypothesis would
+    # call the cut run flaky)
+    ipc_bug = next(b for b in BUGS if b.name == "ipc-oversized-message-dropped")
+    [ipc] = [t for t in RUBRIC.tests if t.id == "ipc"]
+    cut = grade(tmp_path / "ipc", buggy_submission(tmp_path / "ipc", ipc_bug), [ipc],
+                rubric)["tests"][0]
+    assert "shrunk by hypothesis for 5 examples (the rubric's limit)" in cut["output"], \
+        cut["output"]
+    assert "First difference" in cut["output"] and "Flaky" not in cut["output"]

@@ -95,8 +95,50 @@ TYPES = {"integer": lambda v: type(v) is int, "string": lambda v: type(v) is str
 def shape_error(value: Any, shape: dict, path: str = "") -> str | None:
     """Why `value` (as json.loads made it) does not have `shape`, naming where; None if it
     does."""
+    if _fits(value, shape):  # the answers that fit (nearly all) are checked without naming
+        return None
+    return _why(value, shape, path)
+
+
+def _fits(value: Any, shape: dict) -> bool:
+    """Whether `value` has `shape`: the same rules as _why, with no paths made on the way (an
+    answer may list thousands of frames)."""
+    if "anyOf" in shape and not any(_fits(value, s) for s in shape["anyOf"]):
+        return False
+    kind = shape.get("type")
+    if kind is not None and not TYPES[kind](value):
+        return False
+    if type(value) is dict:
+        if not all(key in value for key in shape.get("required", ())):
+            return False
+        known, others = shape.get("properties", {}), shape.get("additionalProperties")
+        for key, item in value.items():
+            inner = known.get(key, others)
+            if inner is not None and not _fits(item, inner):
+                return False
+    elif type(value) is list:
+        if not shape.get("minItems", 0) <= len(value) <= shape.get("maxItems", len(value)):
+            return False
+        prefix, rest = shape.get("prefixItems", ()), shape.get("items")
+        if rest is not None and rest.keys() == {"type"}:  # e.g. a list of ints: one test each
+            test = TYPES[rest["type"]]
+            if not all(test(item) for item in value[len(prefix):]):
+                return False
+            rest = None
+        for i, item in enumerate(value):
+            inner = prefix[i] if i < len(prefix) else rest
+            if inner is None:
+                if i >= len(prefix):
+                    break
+                continue
+            if not _fits(item, inner):
+                return False
+    return True
+
+
+def _why(value: Any, shape: dict, path: str = "") -> str | None:
     where = path or "(top)"
-    if "anyOf" in shape and all(shape_error(value, s, path) for s in shape["anyOf"]):
+    if "anyOf" in shape and all(_why(value, s, path) for s in shape["anyOf"]):
         return f"{where}: {_short(value)} is not valid under any of the given schemas"
     kind = shape.get("type")
     if kind is not None and not TYPES[kind](value):
@@ -108,7 +150,7 @@ def shape_error(value: Any, shape: dict, path: str = "") -> str | None:
         known, others = shape.get("properties", {}), shape.get("additionalProperties")
         for key, item in value.items():
             inner = known.get(key, others)
-            error = inner is not None and shape_error(item, inner, f"{path}/{key}".lstrip("/"))
+            error = inner is not None and _why(item, inner, f"{path}/{key}".lstrip("/"))
             if error:
                 return error
     elif type(value) is list:
@@ -119,7 +161,7 @@ def shape_error(value: Any, shape: dict, path: str = "") -> str | None:
         prefix, rest = shape.get("prefixItems", ()), shape.get("items")
         for i, item in enumerate(value):
             inner = prefix[i] if i < len(prefix) else rest
-            error = inner is not None and shape_error(item, inner, f"{path}/{i}".lstrip("/"))
+            error = inner is not None and _why(item, inner, f"{path}/{i}".lstrip("/"))
             if error:
                 return error
     return None

@@ -233,14 +233,20 @@ class Memory:
         off, n = pa - RAM_BASE, len(data)
         if off < 0 or off + n > self.ram_size:
             return False
-        data = bytes(data)  # (what the caller holds may change before the log goes out)
+        if type(data) is not bytes:  # (what the caller holds may change before the log goes)
+            data = bytes(data)
         if n >= PAGE and data == bytes(n):  # a frame zeroed, as every frame a guest gets is
             zero(self.ram, off, n)
         else:
             self.ram[off:off + n] = data
         self.logged(pa, data)
-        self.dirty.update(range(off >> 12, (off + n + 4095) >> 12))
+        self.dirty.update(_pages(off, n))
         return True
+
+
+def _pages(off: int, n: int) -> range:
+    """The page numbers of RAM bytes [off, off + n)."""
+    return range(off >> 12, (off + n + 4095) >> 12)
 
 
 class MMU:
@@ -368,8 +374,7 @@ class Machine:
     def write_phys(self, addr: int, data: bytes) -> None:
         if not self.mem.write_bytes(addr, data):
             raise ValueError(f"{addr:#x}+{len(data)} is not RAM")
-        first = (addr - RAM_BASE) >> 12
-        self._changes.pages.update(range(first, (addr - RAM_BASE + len(data) + 4095) >> 12))
+        self._changes.pages.update(_pages(addr - RAM_BASE, len(data)))
 
     # ----- traps and running -------------------------------------------------------------------
 

@@ -50,6 +50,10 @@ class Rubric:
     # what a student's code printed: "never" shown, or shown under a visible test it fails
     # (hidden tests never show it: their examples are not for students)
     student_output: str = "never"
+    # examples hypothesis may run to shrink a failing example, per test: past them the smallest
+    # failure so far is reported. A count, not a time, so that the same submission gets the
+    # same feedback on any machine, alone or in a batch
+    shrink_examples: int = 200
 
 
 def schema() -> dict:
@@ -93,7 +97,8 @@ def load(path: Path | None = None) -> Rubric:
     lab = data["lab"]
     return Rubric(lab["title"], lab["time_limit"], lab["example_time_limit"],
                   tuple(lab["editable"]), parts, tuple(tests), path,
-                  lab.get("hidden_seeds", "development"), lab.get("student_output", "never"))
+                  lab.get("hidden_seeds", "development"), lab.get("student_output", "never"),
+                  lab.get("shrink_examples", Rubric.shrink_examples))
 
 
 def _field(path: list) -> str:

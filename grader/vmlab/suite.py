@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.stateful import run_state_machine_as_test
 
 from . import feedback, memo
@@ -86,6 +87,10 @@ def canonical(value: object) -> str:
 
 class TimeUp(BaseException):
     """The test's time limit passed: stop generating examples."""
+
+
+class ShrinkDone(BaseException):
+    """Shrinking has run the rubric's shrink_examples: report the smallest failure so far."""
 
 
 class Hopeless(BaseException):
@@ -166,6 +171,8 @@ class Tally:
         self.first: object = None
         self.last: object = None
         self.out_of_time = False  # the time ran out after a failure: shrinking was cut short
+        self.shrinking = 0  # the examples run since the first failure
+        self.shrink_limit = 0  # shrinking stopped at the rubric's count of examples
         self.token: str | None = None  # the last failing example's replay token
 
     def failed(self, example: object) -> None:
@@ -186,7 +193,7 @@ class Tally:
         if not self.first_at:
             return None
         return feedback.Found(self.first_at, test.examples, self.last != self.first,
-                              self.out_of_time)
+                              self.out_of_time, self.shrink_limit)
 
 
 def _token() -> str | None:
@@ -215,11 +222,12 @@ class _Seen(list):
 
 def run_property(prop: Property, test: Test, worker: Any, deadline: float | None = None,
                  tally: Tally | None = None, fingerprint: Fingerprint | None = None,
-                 hard_deadline: float | None = None,
+                 hard_deadline: float | None = None, shrink_examples: int | None = None,
                  ) -> tuple[int, BaseException | None, list[str]]:
     """Run one property: (examples run, the failure or None, hypothesis's notes); each example
     goes into `fingerprint`. Past `deadline` it stops once it has run MIN_EXAMPLES; past
-    `hard_deadline` (the run's), at once."""
+    `hard_deadline` (the run's), at once; `shrink_examples` after the first failure, with the
+    smallest failure so far."""
     pin_constants()
     tally = tally or Tally()
     prints = fingerprint if fingerprint is not None else Fingerprint()
@@ -238,7 +246,24 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
             raise TimeUp()
         if deadline is not None and tally.ran >= MIN_EXAMPLES and now > deadline:
             raise TimeUp()
+        if not prop.stateful:
+            budget()
         tally.ran += 1
+
+    def stopped(why: BaseException) -> tuple[int, BaseException | None, list[str]]:
+        if isinstance(why, ShrinkDone):  # the smallest failure so far
+            tally.shrink_limit = shrink_examples or 0
+            return tally.ran, failures[-1], []
+        # out of time: the failure found (the smallest so far, if shrinking had begun), or none
+        tally.out_of_time = bool(failures)
+        return tally.ran, failures[-1] if failures else TimeUp(), []
+
+    def budget() -> None:
+        # counted as an example starts (a state machine's: its run, not each call in it)
+        if tally.first_at:
+            tally.shrinking += 1
+            if shrink_examples is not None and tally.shrinking > shrink_examples:
+                raise ShrinkDone()
 
     def check(example: object, shown: str | None = None) -> None:
         guard()
@@ -286,27 +311,39 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
                 # seeded as the others are (hypothesis copies the seed from the machine's
                 # class): derandomized, the visible and the hidden test would run the same
                 # examples, whatever the rubric's seeds
-                machine = seed(test.seed)(prop.strategy(_Guarded(worker, guard, prop, tally,
-                                                                 prints)))
+                machine = seed(test.seed)(_budgeted(prop.strategy(_Guarded(
+                    worker, guard, prop, tally, prints)), budget))
                 run_state_machine_as_test(machine, settings=grading_settings(test.examples))
             else:
                 seed(test.seed)(settings(grading_settings(test.examples))(
                     given(prop.strategy())(test_fn)))()
     except (PartMissing, Hopeless) as e:
         return tally.ran, e.error, []
-    except TimeUp:
-        # out of time: the failure found (the smallest so far, if shrinking had begun), or none
-        tally.out_of_time = bool(failures)
-        return tally.ran, failures[-1] if failures else TimeUp(), []
+    except (TimeUp, ShrinkDone) as e:
+        return stopped(e)
     except Exception as e:  # noqa: BLE001 - any failure of the property is the verdict
         if isinstance(getattr(e, "__cause__", None), (PartMissing, Hopeless)):
             return tally.ran, e.__cause__.error, []
+        # a state machine's run stopped part way: hypothesis reports the run it cut short as
+        # flaky (it drew less than before), with our reason for stopping as its context
+        if isinstance(e, FlakyStrategyDefinition) and \
+                isinstance(e.__context__, (TimeUp, ShrinkDone)):
+            return stopped(e.__context__)
         return tally.ran, e, list(getattr(e, "__notes__", []))
     finally:
         Counterexample.made = None
     if run is not None:
         run.commit(tally.ran, canonical)
     return tally.ran, None, []
+
+
+def _budgeted(machine: type, budget: Callable[[], None]) -> type:
+    """The state machine, calling `budget` as each run starts."""
+    def __init__(self: Any) -> None:
+        budget()
+        machine.__init__(self)
+    return type(machine.__name__, (machine,), {"__init__": __init__,
+                                               "__qualname__": machine.__qualname__})
 
 
 def _describe(prop: Property, example: object) -> Callable[[], str]:
@@ -362,14 +399,15 @@ def build(rubric: Rubric, worker: Any, tests: list[Test], run_deadline: float,
         prop = props[test.property]
         methods[f"test_{test.number.zfill(3)}_{test.id.replace('-', '_')}"] = _method(
             prop, test, worker, run_deadline, pending, log,
-            rubric.student_output == "failing-visible" and test.visible)
+            rubric.student_output == "failing-visible" and test.visible,
+            rubric.shrink_examples)
     case = type("VMLab", (unittest.TestCase,), methods)
     return unittest.TestLoader().loadTestsFromTestCase(case)
 
 
 def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
             pending: dict[str, int], log: Callable[[str], None],
-            show_output: bool = False) -> Callable:
+            show_output: bool = False, shrink_examples: int | None = None) -> Callable:
     def method(self: unittest.TestCase) -> None:
         start = time.monotonic()
         mark = worker.output_mark() if show_output else 0
@@ -385,7 +423,7 @@ def _method(prop: Property, test: Test, worker: Any, run_deadline: float,
         gc.freeze()
         tally, prints = Tally(), Fingerprint()
         ran, failure, notes = run_property(prop, test, worker, deadline, tally, prints,
-                                           run_deadline)
+                                           run_deadline, shrink_examples)
         log(f"{test.id}: {ran} example{'s' if ran != 1 else ''}, "
             f"{time.monotonic() - start:.1f} s, {'passed' if failure is None else 'failed'}, "
             f"examples {prints.hex()}")

@@ -46,12 +46,17 @@ class Found:
     of: int  # the examples the test runs
     shrunk: bool
     out_of_time: bool = False
+    shrink_limit: int = 0  # the examples shrinking stopped at (the rubric's), 0 if it finished
 
     def sentence(self) -> str:
         first = f"Found at example {self.at} of {self.of}"
         if self.out_of_time:
             return (f"{first}; the test's time ran out while hypothesis was shrinking it, so "
                     "a smaller one may exist.")
+        if self.shrink_limit:
+            return (f"{first}, then shrunk by hypothesis for {self.shrink_limit} examples (the "
+                    "rubric's limit): this is the smallest failing case it had found, and a "
+                    "smaller one may exist.")
         if self.shrunk:
             return f"{first}, then shrunk by hypothesis to the smallest failing case it found."
         return f"{first}; hypothesis found no smaller case that fails the same way."
