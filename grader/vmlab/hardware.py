@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import mmap
 import struct
+import sys
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -160,6 +161,11 @@ class _Box:
     raw_label: bytes = b""
 
 
+# Linux fills a private page handed back with MADV_DONTNEED with zeros when next touched;
+# elsewhere (a student's Mac) the advice may leave its old contents, and zeros are written
+DONTNEED_ZEROES = sys.platform.startswith("linux")
+
+
 def new_ram(size: int) -> mmap.mmap:
     """A machine's RAM: private, so that a page handed back to the kernel reads as zeros."""
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
@@ -171,7 +177,7 @@ def zero(ram: mmap.mmap, off: int, n: int) -> None:
     costs a page fault and a page of memory, in the worker and again here, for each of
     thousands of frames per example (a G-stage that maps all of a guest's RAM at once)."""
     first, last = -(-off // PAGE) * PAGE, (off + n) // PAGE * PAGE
-    if last <= first:
+    if last <= first or not DONTNEED_ZEROES:
         ram[off:off + n] = bytes(n)
         return
     ram[off:first] = bytes(first - off)
