@@ -79,6 +79,7 @@ def test_every_part_has_a_visible_and_a_hidden_test_of_500_examples() -> None:
     (('visibility = "visible"\n', 'visibility = "secret"\n'), "tests[0].visibility"),
     (('part = "trap-dispatch"\n', 'part = "trap-dispach"\n'), "tests[0].part"),
     (('time_limit = 540', 'time_limt = 540'), "lab"),
+    (('shrink_examples = 200', 'shrink_examples = 0'), "lab.shrink_examples"),
 ])
 def test_a_bad_rubric_is_named_by_file_line_and_field(tmp_path: Path, edit, field) -> None:
     text = RUBRIC.path.read_text()
