@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import vmlab.hardware
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vmlab import hardware, worker_view
+from vmlab import worker_view
 from vmlab.hardware import Abandoned, Abort, Hardware, Replay, new_ram, zero
 from vmlab.properties.guests import as_request, run_bare
 from vmlab.sandbox import HARNESS_ENV, Worker
@@ -205,13 +206,13 @@ def test_zero_clears_the_range_and_nothing_else(off: int, n: int, fill: bytes) -
     Mac, where MADV_DONTNEED may leave a page as it was)."""
     size = 10 * 4096
     pattern = (fill * (size // len(fill) + 1))[:size].replace(b"\0", b"\1")
-    linux = hardware.DONTNEED_ZEROES
+    linux = vmlab.hardware.DONTNEED_ZEROES
     try:
-        for hardware.DONTNEED_ZEROES in {linux, False}:
+        for vmlab.hardware.DONTNEED_ZEROES in {linux, False}:
             ram = new_ram(size)
             ram[:] = pattern
             zero(ram, off, n)
             assert ram[off:off + n] == bytes(n)
             assert ram[:off] == pattern[:off] and ram[off + n:] == pattern[off + n:]
     finally:
-        hardware.DONTNEED_ZEROES = linux
+        vmlab.hardware.DONTNEED_ZEROES = linux

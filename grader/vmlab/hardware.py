@@ -166,6 +166,11 @@ class _Box:
 DONTNEED_ZEROES = sys.platform.startswith("linux")
 
 
+def pages_of(off: int, n: int) -> range:
+    """The page numbers of RAM bytes [off, off + n)."""
+    return range(off >> 12, (off + n + 4095) >> 12)
+
+
 def new_ram(size: int) -> mmap.mmap:
     """A machine's RAM: private, so that a page handed back to the kernel reads as zeros."""
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
@@ -247,7 +252,7 @@ class Hardware:
         else:
             box.ram[off:off + size] = payload[RAM_WRITE.size:]
         h = box.machine.hart
-        for page in range(off >> 12, (off + size + 4095) >> 12):
+        for page in pages_of(off, size):
             h.invalidate_code(page)
 
     def drop(self, handle: int) -> None:

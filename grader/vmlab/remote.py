@@ -30,7 +30,7 @@ from typing import Any
 
 from . import csrs as _csrs
 from .board import RAM_BASE, RAM_SIZE_DEFAULT
-from .hardware import PAGE, zero
+from .hardware import PAGE, pages_of, zero
 from .hart import Halt, TrapEvent
 from .machine import EXIT_CODES, Stop
 from .traps import Trap
@@ -240,13 +240,8 @@ class Memory:
         else:
             self.ram[off:off + n] = data
         self.logged(pa, data)
-        self.dirty.update(_pages(off, n))
+        self.dirty.update(pages_of(off, n))
         return True
-
-
-def _pages(off: int, n: int) -> range:
-    """The page numbers of RAM bytes [off, off + n)."""
-    return range(off >> 12, (off + n + 4095) >> 12)
 
 
 class MMU:
@@ -374,7 +369,7 @@ class Machine:
     def write_phys(self, addr: int, data: bytes) -> None:
         if not self.mem.write_bytes(addr, data):
             raise ValueError(f"{addr:#x}+{len(data)} is not RAM")
-        self._changes.pages.update(_pages(addr - RAM_BASE, len(data)))
+        self._changes.pages.update(pages_of(addr - RAM_BASE, len(data)))
 
     # ----- traps and running -------------------------------------------------------------------
 

@@ -95,75 +95,55 @@ TYPES = {"integer": lambda v: type(v) is int, "string": lambda v: type(v) is str
 def shape_error(value: Any, shape: dict, path: str = "") -> str | None:
     """Why `value` (as json.loads made it) does not have `shape`, naming where; None if it
     does."""
-    if _fits(value, shape):  # the answers that fit (nearly all) are checked without naming
+    found = _fault(value, shape)
+    if found is None:
         return None
-    return _why(value, shape, path)
+    keys, text = found
+    for key in reversed(keys):
+        path = f"{path}/{key}".lstrip("/")
+    return f"{path or '(top)'}: {text}"
 
 
-def _fits(value: Any, shape: dict) -> bool:
-    """Whether `value` has `shape`: the same rules as _why, with no paths made on the way (an
-    answer may list thousands of frames)."""
-    if "anyOf" in shape and not any(_fits(value, s) for s in shape["anyOf"]):
-        return False
+def _fault(value: Any, shape: dict) -> tuple[list, str] | None:
+    """What is wrong with `value`, and the keys that lead to it, innermost first; None if
+    nothing. The path is made only for a fault: an answer may list thousands of frames."""
+    if "anyOf" in shape and all(_fault(value, s) for s in shape["anyOf"]):
+        return [], f"{_short(value)} is not valid under any of the given schemas"
     kind = shape.get("type")
     if kind is not None and not TYPES[kind](value):
-        return False
-    if type(value) is dict:
-        if not all(key in value for key in shape.get("required", ())):
-            return False
-        known, others = shape.get("properties", {}), shape.get("additionalProperties")
-        for key, item in value.items():
-            inner = known.get(key, others)
-            if inner is not None and not _fits(item, inner):
-                return False
-    elif type(value) is list:
-        if not shape.get("minItems", 0) <= len(value) <= shape.get("maxItems", len(value)):
-            return False
-        prefix, rest = shape.get("prefixItems", ()), shape.get("items")
-        if rest is not None and rest.keys() == {"type"}:  # e.g. a list of ints: one test each
-            test = TYPES[rest["type"]]
-            if not all(test(item) for item in value[len(prefix):]):
-                return False
-            rest = None
-        for i, item in enumerate(value):
-            inner = prefix[i] if i < len(prefix) else rest
-            if inner is None:
-                if i >= len(prefix):
-                    break
-                continue
-            if not _fits(item, inner):
-                return False
-    return True
-
-
-def _why(value: Any, shape: dict, path: str = "") -> str | None:
-    where = path or "(top)"
-    if "anyOf" in shape and all(_why(value, s, path) for s in shape["anyOf"]):
-        return f"{where}: {_short(value)} is not valid under any of the given schemas"
-    kind = shape.get("type")
-    if kind is not None and not TYPES[kind](value):
-        return f"{where}: {_short(value)} is not of type {kind!r}"
+        return [], f"{_short(value)} is not of type {kind!r}"
+    found: tuple[list, str] | None = None
     if type(value) is dict:
         for key in shape.get("required", ()):
             if key not in value:
-                return f"{where}: {key!r} is a required property"
+                return [], f"{key!r} is a required property"
         known, others = shape.get("properties", {}), shape.get("additionalProperties")
         for key, item in value.items():
             inner = known.get(key, others)
-            error = inner is not None and _why(item, inner, f"{path}/{key}".lstrip("/"))
-            if error:
-                return error
+            if inner is not None and (found := _fault(item, inner)):
+                found[0].append(key)
+                return found
     elif type(value) is list:
         if len(value) < shape.get("minItems", 0):
-            return f"{where}: {_short(value)} is too short"
+            return [], f"{_short(value)} is too short"
         if len(value) > shape.get("maxItems", len(value)):
-            return f"{where}: {_short(value)} is too long"
+            return [], f"{_short(value)} is too long"
         prefix, rest = shape.get("prefixItems", ()), shape.get("items")
+        # an item of a type alone (a list of ints) is tested here, without a call of its own
+        alone = TYPES[rest["type"]] if rest is not None and rest.keys() == {"type"} else None
         for i, item in enumerate(value):
             inner = prefix[i] if i < len(prefix) else rest
-            error = inner is not None and _why(item, inner, f"{path}/{i}".lstrip("/"))
-            if error:
-                return error
+            if inner is None:
+                continue
+            if i >= len(prefix) and alone is not None:
+                if alone(item):
+                    continue
+                found = [], f"{_short(item)} is not of type {rest['type']!r}"
+            else:
+                found = _fault(item, inner)
+            if found:
+                found[0].append(i)
+                return found
     return None
 
 
