@@ -585,3 +585,10 @@ def test_shrinking_stops_at_the_rubric_s_count_of_examples(tmp_path: Path) -> No
     assert "shrunk by hypothesis for 5 examples (the rubric's limit)" in cut["output"], \
         cut["output"]
     assert "First difference" in cut["output"] and "Flaky" not in cut["output"]
+    # a run the count stops as it begins, deep in shrinking: hypothesis calls it flaky and
+    # says nothing of why (this bug's shrink reaches the rubric's 200 at its seed)
+    ipc_bug = next(b for b in BUGS if b.name == "ipc-send-reads-host-physical")
+    deep = grade(tmp_path / "deep", buggy_submission(tmp_path / "deep", ipc_bug), [ipc],
+                 RUBRIC)["tests"][0]
+    assert "(the rubric's limit)" in deep["output"], deep["output"]
+    assert "First difference" in deep["output"] and "Flaky" not in deep["output"]

@@ -14,17 +14,25 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..strategies.pagetables import megapage_range, page_range, page_tables_from, request_from
+from ..strategies.pagetables import (
+    megapage_range,
+    page_range,
+    page_tables_from,
+    ranges_outside,
+    request_from,
+)
 from ..strategies.sources import RecordSource
 from . import Counterexample, Property, register
 
-# 8 MiB, two megapages: every page of it may be backed per example (a G-stage that maps all
-# of guest RAM at its first fault is correct, and pays for each page)
-GUEST_RAM = 8 << 20
+# a megapage and an eighth: every page of it may be backed per example (a G-stage that maps
+# all of guest RAM at its first fault is correct, and pays for each page), and RAM ends inside
+# the second megapage, which the guest's tables may map whole
+GUEST_RAM = (4 << 20) + (512 << 10)
 RAM_BASE = 0x8000_0000
 SV32 = 1 << 31
-ROOT = 0x8070_0000
-TABLES = [0x8070_1000 + 0x1000 * i for i in range(8)]
+ROOT = 0x8044_0000
+TABLES = [0x8044_1000 + 0x1000 * i for i in range(8)]
+MEGAPAGE = 4 << 20
 ACCESS = ("fetch", "load", "store")
 ACCESS_FAULTS = (1, 5, 7)
 
@@ -57,7 +65,8 @@ def translation_examples(draw: st.DrawFn) -> dict:
     # than the example's test
     src = RecordSource(draw)
     tables = page_tables_from(src, ROOT, TABLES, targets=page_range(size=GUEST_RAM),
-                              mega_targets=megapage_range(size=GUEST_RAM))
+                              mega_targets=megapage_range(size=GUEST_RAM + MEGAPAGE - 4096),
+                              outside=ranges_outside(size=GUEST_RAM))
     queries = []
     for _ in range(draw(QUERIES)):
         src.record()

@@ -31,9 +31,10 @@ EXT_IPC, SEND, RECEIVE = 0x08495043, 0, 1
 EXT_SRST = 0x53525354
 OK, FAILED, INVALID, DENIED = 0, -1, -3, -4
 MAX_MESSAGE = 256
-DATA = 0x8050_0000  # the messages a producer sends, one 512-byte slot each
-BUFFERS = 0x8060_0000  # where a consumer receives, one 512-byte slot each
-RESULTS = 0x8070_0000  # (a0, a1) of each call, in order
+# below the program (at S_CODE), in guest RAM (guests.GUEST_RAM)
+DATA = 0x8010_0000  # the messages a producer sends, one 512-byte slot each
+BUFFERS = 0x8020_0000  # where a consumer receives, one 512-byte slot each
+RESULTS = 0x8030_0000  # (a0, a1) of each call, in order
 SLOT = 512
 STEPS = 20_000  # each guest's budget; a run takes a few hundred
 CALLS = ("send", "receive", "ack", "wait", "wrong-end", "no-channel", "too-long", "stop")

@@ -174,6 +174,9 @@ class Tally:
         self.shrinking = 0  # the examples run since the first failure
         self.shrink_limit = 0  # shrinking stopped at the rubric's count of examples
         self.token: str | None = None  # the last failing example's replay token
+        # why the grader stopped the run (TimeUp or ShrinkDone), once it has: hypothesis may
+        # report a state machine's run cut short as flaky without saying what cut it
+        self.stopped_by: BaseException | None = None
 
     def failed(self, example: object) -> None:
         if not self.first_at:
@@ -242,10 +245,10 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
 
     def guard() -> None:
         now = time.monotonic()
-        if hard_deadline is not None and now > hard_deadline:
-            raise TimeUp()
-        if deadline is not None and tally.ran >= MIN_EXAMPLES and now > deadline:
-            raise TimeUp()
+        if hard_deadline is not None and now > hard_deadline or \
+                deadline is not None and tally.ran >= MIN_EXAMPLES and now > deadline:
+            tally.stopped_by = TimeUp()
+            raise tally.stopped_by
         if not prop.stateful:
             budget()
         tally.ran += 1
@@ -263,7 +266,8 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
         if tally.first_at:
             tally.shrinking += 1
             if shrink_examples is not None and tally.shrinking > shrink_examples:
-                raise ShrinkDone()
+                tally.stopped_by = ShrinkDone()
+                raise tally.stopped_by
 
     def check(example: object, shown: str | None = None) -> None:
         guard()
@@ -325,10 +329,10 @@ def run_property(prop: Property, test: Test, worker: Any, deadline: float | None
         if isinstance(getattr(e, "__cause__", None), (PartMissing, Hopeless)):
             return tally.ran, e.__cause__.error, []
         # a state machine's run stopped part way: hypothesis reports the run it cut short as
-        # flaky (it drew less than before), with our reason for stopping as its context
-        if isinstance(e, FlakyStrategyDefinition) and \
-                isinstance(e.__context__, (TimeUp, ShrinkDone)):
-            return stopped(e.__context__)
+        # flaky (it drew less than before), with our reason for stopping as its context or
+        # (a run stopped as it began, while shrinking) with none
+        if isinstance(e, FlakyStrategyDefinition) and tally.stopped_by is not None:
+            return stopped(tally.stopped_by)
         return tally.ran, e, list(getattr(e, "__notes__", []))
     finally:
         Counterexample.made = None

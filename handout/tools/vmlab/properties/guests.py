@@ -36,7 +36,10 @@ from ..strategies.programs import (
 from ..strategies.states import CSR, MachineState, sampled
 from . import Counterexample, Property, fmt, register
 
-GUEST_RAM = 8 << 20
+# the programs' pages (strategies/programs.py) lie in the first 4 MiB and the 128 KiB above it:
+# a VMM may back every page of a guest's RAM at its first fault, and pays for each in every
+# example (at 8 MiB, a G-stage that did so took twice the solution's time to grade)
+GUEST_RAM = (4 << 20) + (512 << 10)
 STEPS = 2000  # the guest's own budget, instructions retired: 99% of those that stop do by 1400
 HOST_STEPS = 10 * STEPS  # the host's, where no bare run says how far the guest goes
 LONG_STEPS = 50_000  # a compute-bound guest's (efficiency)
@@ -361,7 +364,9 @@ ATTACK_STEPS = 2000  # the attacker's bare run: past it, most attackers only spi
 # of the rest: a correct VMM gives the attacker 2800 instructions or more
 ISOLATION_HOST_STEPS = 6_000
 MIN_ATTACK_RUN = 1000  # of the bare run's ATTACK_STEPS
-SECRET_HOMES = (0x8000_0000, 0x8020_0000, 0x807F_FFF0)  # pages no generated program loads
+# pages no generated program loads: RAM's first, one in the middle of the megapage that paging
+# programs map, and its last bytes
+SECRET_HOMES = (0x8000_0000, 0x8020_0000, 0x8000_0000 + GUEST_RAM - 16)
 # without storms: the VMM of an isolation test has memory to spare (storms only cost time)
 ATTACKERS = system_programs(max_sections=4, storm=False)
 RIVALS = st.none() | system_programs(max_sections=3, storm=False)
