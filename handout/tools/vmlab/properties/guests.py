@@ -38,7 +38,7 @@ from . import Counterexample, Property, fmt, register
 
 # the programs' pages (strategies/programs.py) lie in the first 4 MiB and the 128 KiB above it:
 # a VMM may back every page of a guest's RAM at its first fault, and pays for each in every
-# example (at 8 MiB, a G-stage that did so took twice the solution's time to grade)
+# example (at 8 MiB, a G-stage that did so took 1.75 times the solution's time to grade)
 GUEST_RAM = (4 << 20) + (512 << 10)
 STEPS = 2000  # the guest's own budget, instructions retired: 99% of those that stop do by 1400
 HOST_STEPS = 10 * STEPS  # the host's, where no bare run says how far the guest goes
