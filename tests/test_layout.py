@@ -9,6 +9,7 @@ would quietly check something else."""
 from __future__ import annotations
 
 from hypothesis import HealthCheck, find, given, settings
+from vmlab.hardware import pages_of
 from vmlab.properties import composition, guests, ipc_guests
 from vmlab.strategies.programs import RAM_BASE, system_programs
 
@@ -22,7 +23,8 @@ def _in(addr: int, n: int, size: int) -> bool:
 
 
 def _pages(addr: int, n: int) -> set[int]:
-    return set(range(addr // PAGE, (addr + max(n, 1) + PAGE - 1) // PAGE))
+    """The pages of [addr, addr + n); an empty range names its page (a buffer is somewhere)."""
+    return set(pages_of(addr, max(n, 1)))
 
 
 @FAST

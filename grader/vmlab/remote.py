@@ -61,7 +61,7 @@ from .wire import (
 _U32 = struct.Struct("<I")
 # a RAM message whole, its header and its write (HEADER + RAM_WRITE): a VMM that backs a
 # guest's pages writes two a page, thousands an example, so each costs one pack
-_RAM_RECORD = struct.Struct("<BIIII")
+_RAM_RECORD = struct.Struct(HEADER.format + RAM_WRITE.format.lstrip("<"))
 ZERO_PAGE = bytes(PAGE)
 
 _LINK: list[LocalLink] = []
@@ -160,17 +160,14 @@ class LocalLink:
             return False
         return self.hardware.ram_held() + size > MAX_TOTAL_RAM
 
-    def ram(self, handle: int, pa: int, data: bytes, zeros: bool | None = None) -> None:
-        """The VMM wrote RAM (all zeros, if `zeros`; None: look): the grader's copy is
+    def ram(self, handle: int, pa: int, data: bytes, zeros: bool) -> None:
+        """The VMM wrote RAM (all zeros, if `zeros`: Memory has looked): the grader's copy is
         written at the same point of the log."""
-        n = len(data)
-        if zeros is None:
-            zeros = n > 0 and data == bytes(n)  # (count(0) took ten times as long)
         log = self.log
         if zeros:
-            log += _RAM_RECORD.pack(RAM, RAM_WRITE.size, handle, pa, n | ZEROS)
+            log += _RAM_RECORD.pack(RAM, RAM_WRITE.size, handle, pa, len(data) | ZEROS)
         else:
-            for at in range(0, n, 1 << 18):  # a message stays well under wire.MAX_MESSAGE
+            for at in range(0, len(data), 1 << 18):  # a message stays well under wire.MAX_MESSAGE
                 chunk = data[at:at + (1 << 18)]
                 log += _RAM_RECORD.pack(RAM, RAM_WRITE.size + len(chunk), handle, pa + at,
                                         len(chunk))

@@ -252,10 +252,8 @@ class Hardware:
         else:
             box.ram[off:off + size] = payload[RAM_WRITE.size:]
         h = box.machine.hart
-        compiled = h.code_pages  # (most pages written hold no compiled code: no call for them)
         for page in pages_of(off, size):
-            if page in compiled:
-                h.invalidate_code(page)
+            h.invalidate_code(page)
 
     def drop(self, handle: int) -> None:
         """Let go of a machine, and of its RAM at once (not when a collection finds the

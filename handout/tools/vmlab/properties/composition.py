@@ -15,6 +15,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from ..strategies.pagetables import (
+    MEGAPAGE_SIZE,
+    PAGE_SIZE,
     megapage_range,
     page_range,
     page_tables_from,
@@ -32,7 +34,6 @@ RAM_BASE = 0x8000_0000
 SV32 = 1 << 31
 ROOT = 0x8044_0000
 TABLES = [0x8044_1000 + 0x1000 * i for i in range(8)]
-MEGAPAGE = 4 << 20
 ACCESS = ("fetch", "load", "store")
 ACCESS_FAULTS = (1, 5, 7)
 
@@ -64,9 +65,10 @@ def translation_examples(draw: st.DrawFn) -> dict:
     # from records (sources.py): a hundred choices per example, drawn one by one, cost more
     # than the example's test
     src = RecordSource(draw)
+    # the megapage targets include the one RAM ends inside
+    megapages = megapage_range(size=GUEST_RAM + MEGAPAGE_SIZE - PAGE_SIZE)
     tables = page_tables_from(src, ROOT, TABLES, targets=page_range(size=GUEST_RAM),
-                              mega_targets=megapage_range(size=GUEST_RAM + MEGAPAGE - 4096),
-                              outside=ranges_outside(size=GUEST_RAM))
+                              mega_targets=megapages, outside=ranges_outside(size=GUEST_RAM))
     queries = []
     for _ in range(draw(QUERIES)):
         src.record()
