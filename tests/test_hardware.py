@@ -5,6 +5,7 @@ what it did (reconcile.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,11 +21,12 @@ from vmlab.hardware import Abandoned, Abort, Hardware, Replay, new_ram, zero
 from vmlab.properties.guests import as_request, run_bare
 from vmlab.sandbox import HARNESS_ENV, Worker
 from vmlab.strategies.programs import SystemProgram, system_programs
-from vmlab.wire import CALL, NEW, RUN, Changes, Channel, Trapped
+from vmlab.wire import CALL, NEW, RAM, RUN, Changes, Channel, Trapped
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "solution"
-U32 = st.integers(0, 0xFFFF_FFFF)
+M32 = 0xFFFF_FFFF
+U32 = st.integers(0, M32)
 
 
 # ----- the wire -------------------------------------------------------------------------------
@@ -87,9 +89,10 @@ remote.finish("1")
 
 
 def replayed(tmp_path: Path, patch: str = "", before_run: str = "",
-             ) -> tuple[str, Hardware, Abort | None]:
+             ops: list[int] | None = None) -> tuple[str, Hardware, Abort | None]:
     """Run SCRIPT in the worker's machine package, its log replayed on the grader's hardware:
-    what the script printed, the grader's hardware, and how the grader refused the log."""
+    what the script printed, the grader's hardware, and how the grader refused the log. The
+    messages' ops go into `ops`, if given."""
     worker_view.build(SOLUTION / "machine", tmp_path)
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen([sys.executable, "-I", "-c",
@@ -104,6 +107,8 @@ def replayed(tmp_path: Path, patch: str = "", before_run: str = "",
     try:
         while not hardware.channel.ended:
             op, payload, _ = hardware.channel.receive()
+            if ops is not None:
+                ops.append(op)
             hardware.serve(op, payload)
     except Abandoned:
         pass
@@ -197,6 +202,61 @@ def test_frames_zeroed_whole_reach_the_grader_s_ram_as_zeros(tmp_path: Path) -> 
     expected = bytes([7]) * 0x1000 + bytes(0x2000) + bytes([7]) * 0x800 + bytes(0x1000) \
         + bytes([7]) * 0x800
     assert box.ram[0x2_0000:0x2_5000] == expected
+
+
+# a VMM's writes, in a window of 16 pages at 0x8002_0000: frames zeroed whole (fresh or not),
+# runs of PTEs written one after the other, small writes of zeros, data that straddles pages
+WINDOW, WINDOW_PAGES = 0x8002_0000, 16
+RAM_WRITES = st.one_of(
+    st.builds(lambda p, k: (WINDOW + p * 4096, bytes(k * 4096)),
+              st.integers(0, WINDOW_PAGES - 1), st.integers(1, 2)),
+    st.builds(lambda at, n, v: (WINDOW + at * 4, b"".join(((v + i) & M32).to_bytes(4, "little")
+                                                          for i in range(n))),
+              st.integers(0, WINDOW_PAGES * 1024 - 600), st.integers(1, 600), U32),
+    st.builds(lambda at, n: (WINDOW + at, bytes(n)),
+              st.integers(0, WINDOW_PAGES * 4096 - 64), st.integers(1, 64)),
+    st.builds(lambda at, data: (WINDOW + at, data),
+              st.integers(0, WINDOW_PAGES * 4096 - 5000), st.binary(min_size=1, max_size=5000)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(RAM_WRITES, max_size=12), min_size=1, max_size=4))
+def test_the_grader_s_ram_is_the_worker_s_after_any_writes(tmp_path_factory, batches) -> None:
+    """Whatever a VMM writes, and however the log folds it (a run of writes one after the
+    other joins one message; zeros written over zeros send none), the grader's RAM ends byte
+    for byte as the VMM left its own. Between batches the VMM reads a CSR: a message that
+    must find every earlier write in place."""
+    expected = bytearray(WINDOW_PAGES * 4096)
+    for batch in batches:
+        for pa, data in batch:
+            expected[pa - WINDOW:pa - WINDOW + len(data)] = data
+    folder = tmp_path_factory.mktemp("w")
+    (folder / "writes.json").write_text(json.dumps(
+        [[[pa, data.hex()] for pa, data in batch] for batch in batches]))
+    script = ("import json\n"
+              "for batch in json.load(open('writes.json')):\n"
+              "    for pa, data in batch:\n"
+              "        m.write_phys(pa, bytes.fromhex(data))\n"
+              "    m.csr(0x100)\n")
+    out, hardware, refused = replayed(folder, before_run=script)
+    assert refused is None and out.startswith("handler-error"), (refused, out)
+    [box] = hardware.boxes.values()
+    assert box.ram[WINDOW - 0x8000_0000:WINDOW - 0x8000_0000 + len(expected)] == expected
+
+
+def test_a_vmm_that_backs_a_guest_sends_a_message_for_its_table_not_a_page(tmp_path) -> None:
+    """A G-stage that maps 200 fresh frames: each zeroed (zeros already: nothing to send) and
+    its PTE written after the last (one message for all of them)."""
+    script = ("for i in range(200):\n"
+              "    m.write_phys(0x8002_0000 + i * 4096, bytes(4096))\n"
+              "    m.write_phys(0x8000_8000 + 4 * i, (i << 10 | 0xCF).to_bytes(4, 'little'))\n")
+    ops: list[int] = []
+    out, hardware, refused = replayed(tmp_path, before_run=script, ops=ops)
+    assert refused is None and out.startswith("handler-error"), (refused, out)
+    assert ops.count(RAM) == 2, ops  # SCRIPT's program, and the table
+    [box] = hardware.boxes.values()
+    ptes = b"".join((i << 10 | 0xCF).to_bytes(4, "little") for i in range(200))
+    assert box.ram[0x8000:0x8000 + len(ptes)] == ptes
 
 
 @settings(max_examples=300)
