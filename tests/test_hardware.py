@@ -259,6 +259,20 @@ def test_a_vmm_that_backs_a_guest_sends_a_message_for_its_table_not_a_page(tmp_p
     assert box.ram[0x8000:0x8000 + len(ptes)] == ptes
 
 
+def test_writes_to_two_machines_stay_on_their_own_machine(tmp_path) -> None:
+    """A write that would continue another machine's last one is not joined to it: each
+    machine's RAM in the grader gets only its own writes."""
+    script = ("m2 = Machine(ram_size=1 << 20)\n"
+              "for i in range(64):\n"
+              "    (m, m2)[i % 2].write_phys(0x8003_0000 + 4 * i, (i + 1).to_bytes(4, 'little'))\n")
+    out, hardware, refused = replayed(tmp_path, before_run=script)
+    assert refused is None and out.startswith("handler-error"), (refused, out)
+    first, second = (box.ram[0x3_0000:0x3_0000 + 256] for box in hardware.boxes.values())
+    words = [(i + 1).to_bytes(4, "little") for i in range(64)]
+    assert first == b"".join(w if i % 2 == 0 else bytes(4) for i, w in enumerate(words))
+    assert second == b"".join(w if i % 2 else bytes(4) for i, w in enumerate(words))
+
+
 @settings(max_examples=300)
 @given(st.integers(0, 5 * 4096), st.integers(0, 4 * 4096), st.binary(min_size=1, max_size=8))
 def test_zero_clears_the_range_and_nothing_else(off: int, n: int, fill: bytes) -> None:
