@@ -173,38 +173,37 @@ class LocalLink:
                 and len(w[2]) + len(data) <= CHUNK:
             w[2].extend(data)
             return
-        self._written()
+        self._log_writing()
         if zeros:
             self.log += _RAM_RECORD.pack(RAM, RAM_WRITE.size, handle, pa, len(data) | ZEROS)
         elif len(data) < CHUNK:
             self.writing = (handle, pa, bytearray(data))
         else:
             for at in range(0, len(data), CHUNK):
-                chunk = data[at:at + CHUNK]
-                self.log += _RAM_RECORD.pack(RAM, RAM_WRITE.size + len(chunk), handle, pa + at,
-                                             len(chunk))
-                self.log += chunk
+                self._log_ram(handle, pa + at, data[at:at + CHUNK])
         if len(self.log) > self.FLUSH:
             self.flush()
 
-    def _written(self) -> None:
+    def _log_ram(self, handle: int, pa: int, data: bytes | bytearray) -> None:
+        self.log += _RAM_RECORD.pack(RAM, RAM_WRITE.size + len(data), handle, pa, len(data))
+        self.log += data
+
+    def _log_writing(self) -> None:
         """The write being joined goes into the log: before any other message, so that the
         grader's RAM is what this side's was when the message was sent."""
         if self.writing is not None:
-            handle, pa, data = self.writing
+            self._log_ram(*self.writing)
             self.writing = None
-            self.log += _RAM_RECORD.pack(RAM, RAM_WRITE.size + len(data), handle, pa, len(data))
-            self.log += data
 
     def record(self, op: int, payload: bytes) -> None:
-        self._written()
+        self._log_writing()
         self.log += HEADER.pack(op, len(payload))
         self.log += payload
         if len(self.log) > self.FLUSH:
             self.flush()
 
     def flush(self) -> None:
-        self._written()
+        self._log_writing()
         if self.log:
             try:
                 self.out.sock.sendall(self.log)
@@ -278,16 +277,14 @@ class Memory:
             data = bytes(data)
         # a frame zeroed, as every frame a guest gets is (count(0) took ten times as long)
         zeros = n > 0 and data == (ZERO_PAGE if n == PAGE else bytes(n))
-        if zeros:
-            if self.ram[off:off + n] == data:
-                # zeros already (a frame never used, as most are): the grader's RAM replays
-                # this side's, so it holds zeros there too, and the write changes nothing
-                _touch(self.dirty, off, n)
-                return True
-            zero(self.ram, off, n)
-        else:
+        if not zeros:
             self.ram[off:off + n] = data
-        self.logged(pa, data, zeros)
+            self.logged(pa, data, False)
+        elif self.ram[off:off + n] != data:
+            zero(self.ram, off, n)
+            self.logged(pa, data, True)
+        # else zeros already (a frame never used, as most are): the grader's RAM replays this
+        # side's, so it holds zeros there too, and the write changes nothing to send
         _touch(self.dirty, off, n)
         return True
 
