@@ -345,6 +345,22 @@ def test_a_whole_guest_failure_shrinks_to_a_program_a_student_can_read(tmp_path:
     assert "ecall" in "\n".join(instructions) and len(instructions) <= 12, test["output"]
 
 
+def test_two_guests_in_a_trap_loop_stop_on_a_budget_that_follows_the_bare_run(
+        tmp_path: Path) -> None:
+    """A VMM that returns to an SBI call without stepping past it loops there. Two guests that
+    talk through the VMM's channels get the host steps of their bare runs (and a thousand
+    more), as a single guest does: the failure is how the guest stopped, said so at once, where
+    800,000 steps ran into the example's time limit (20 s) and read as a hang."""
+    bug = next(b for b in BUGS if b.name == "hypercall-pc-not-advanced")
+    [test] = [t for t in RUBRIC.tests if t.id == "ipc-guests"]
+    results = grade(tmp_path, buggy_submission(tmp_path, bug), [test])
+    [test] = results["tests"]
+    assert test["score"] == 0, test["output"]
+    assert "`how it stopped`" in test["output"] and "`'budget'` (still running after" \
+        in test["output"], test["output"]
+    assert "endless" not in test["output"], test["output"]
+
+
 def test_a_translation_failure_shrinks_to_a_short_table(tmp_path: Path) -> None:
     """Guest tables are drawn from records (strategies/sources.py) and still shrink: a shadow
     that takes SUM from the real sstatus fails with a table of a few entries (unshrunk, the

@@ -164,8 +164,14 @@ def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
     for name, b, g in (("how it stopped", bare["stop"], stop),
                        ("console output", bare["console"], console)):
         if b != g:
+            why = ""
+            if g == "budget":
+                ran, stopped = v["instret"], bare["instret"]
+                first = f": the host's steps ran out first, {_RAN_OUT}" if ran < stopped else ""
+                why = (f" (still running after {ran} instructions; the bare machine stopped "
+                       f"after {stopped}{first})")
             raise Counterexample(f"`{name}`: the bare machine ends with {fmt(b)}, the guest "
-                                 f"under your VMM with {fmt(g)}", example, detail)
+                                 f"under your VMM with {fmt(g)}{why}", example, detail)
     differences = [_hart_difference(c, v) for c in candidates]
     if all(differences):
         name, b, g = differences[0]
@@ -183,6 +189,11 @@ def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
             raise Counterexample(f"guest-physical memory at `{addr:#010x}`: the bare machine "
                                  f"has `{b[off:off + 4].hex()}`, the guest under your VMM "
                                  f"`{g[off:off + 4].hex()}`", example)
+
+
+_RAN_OUT = ("which a correct VMM leaves room for: one trap for each instruction the guest "
+            "retires, and a thousand more. A VMM that returns to a trapping instruction "
+            "without acting on it traps there again and again")
 
 
 def trim(detail: str) -> str:
