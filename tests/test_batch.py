@@ -241,6 +241,11 @@ def graded(tmp_path_factory):
         ("submission_19", [("Gil Damaged", "1009", "gil@x.edu")], "solution"),
         ("submission_20", [("Hal Missing", "1010", "hal@x.edu")], "solution")])
     (root / "submission_17" / "notes.txt").write_text("my design, in words\n")
+    # a helper left in that builds the machine's own Hart: never called, so it scores as the
+    # design does, but the staff are told to read it (review.py)
+    trap = next((root / "submission_17").rglob("trap.py"))
+    trap.write_text(trap.read_text() + "\n\ndef _scratch():\n"
+                    "    from machine.hart import Hart\n    return Hart(None)\n")
     channels = next((root / "submission_18").rglob("channels.py"))
     channels.write_text(channels.read_text() + "\ndef broken(:\n")
     shutil.rmtree(root / "submission_20")
@@ -274,6 +279,13 @@ def test_gradebook_has_a_row_per_submitter(graded):
     assert any("submission_20" in p["why"] and "no such folder" in p["why"] for p in problems)
     assert "1005" in done.stdout and "escape.txt" in done.stdout  # the terminal summary
     assert "trap-dispatch" in done.stdout
+    # the one submission with code to read, named with its line; the others have no review
+    assert "1 submission(s) to read" in done.stdout and "submission_17" in done.stdout
+    [review] = [p.parent.name for p in (out / "students").rglob("review.txt")]
+    assert review == "submission_17"
+    lines = (out / "students" / review / "review.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vmm/trap.py:") \
+        and "builds a Hart of its own" in lines[0], lines
 
 
 def test_results_equal_grading_each_alone(graded):
@@ -332,9 +344,11 @@ def test_report_is_offline_html_with_pass_rates_and_links(graded):
     assert report.svgs >= 1 + len(report.tests) and not report.external
     files = [link for link in report.links if not link.startswith("#")]
     assert files and all((out / link).is_file() for link in files)
-    # a student not graded links to why, in the Problems list, said there once
-    assert [link for link in report.links if link.startswith("#")] == ["#problem-submission_19"]
-    assert "problem-submission_19" in report.ids
+    # a student not graded links to why, in the Problems list, said there once; a student
+    # with code to read, to its lines under "To read"
+    assert [link for link in report.links if link.startswith("#")] == [
+        "#review-submission_17", "#problem-submission_19"]
+    assert {"problem-submission_19", "review-submission_17", "review"} <= report.ids
     text = (out / "report.html").read_text()
     assert text.count("Bad CRC-32") == 1  # under the submission, not again as an input problem
 

@@ -74,6 +74,10 @@ def record(out: Path, entry: Entry, answer: dict, rubric: Rubric) -> str | None:
             write_atomic(d / "error.txt", error + "\n")
         else:
             (d / "error.txt").unlink(missing_ok=True)
+        if answer.get("review"):
+            write_atomic(d / "review.txt", "\n".join(answer["review"]) + "\n")
+        else:
+            (d / "review.txt").unlink(missing_ok=True)
         write_atomic(d / "results.json", text)  # last: its presence means "graded"
     else:
         write_atomic(d / "error.txt", (error or "no answer") + "\n")
@@ -161,6 +165,19 @@ def load_results(out: Path, entries: list[Entry]) -> dict[str, dict]:
     return results
 
 
+def load_reviews(out: Path, results: dict[str, dict]) -> dict[str, list[str]]:
+    """What review.py found in each graded submission's parts, where it found anything."""
+    reviews = {}
+    for key in results:
+        try:
+            lines = (student_dir(out, key) / "review.txt").read_text().splitlines()
+        except OSError:
+            continue
+        if lines:
+            reviews[key] = lines
+    return reviews
+
+
 def part_scores(results: dict, rubric: Rubric) -> dict[str, float]:
     """Points per rubric part (a test's part, from the `[id]` at the end of its name)."""
     part_of = {t.id: t.part for t in rubric.tests}
@@ -221,7 +238,8 @@ def shown_problems(found: Batch, errors: dict[str, str]) -> list[tuple[str, str]
 
 
 def print_summary(results: dict[str, dict], problems: list[tuple[str, str]],
-                  errors: dict[str, str], tests: list) -> None:
+                  errors: dict[str, str], tests: list,
+                  reviews: dict[str, list[str]] | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -247,6 +265,16 @@ def print_summary(results: dict[str, dict], problems: list[tuple[str, str]],
             console.print(f"  [red]{escape(key)}[/red]: {escape(why)}", soft_wrap=True)
         for _, why in problems:
             console.print(f"  [red]-[/red] {escape(why)}", soft_wrap=True)
+    if reviews:
+        console.print(f"[bold yellow]{len(reviews)} submission(s) to read[/bold yellow]: code "
+                      "in their parts that no VMM needs (the machine's own interpreter or "
+                      "firmware, the grader, code made at run time), which the tests cannot "
+                      "tell from the student's work. Not scored; each student's review.txt "
+                      "and report.html list the lines.")
+        for key, lines in sorted(reviews.items()):
+            more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+            console.print(f"  [yellow]{escape(key)}[/yellow]: {escape('; '.join(lines[:2]))}"
+                          f"{more}", soft_wrap=True)
 
 
 # ----- the command ----------------------------------------------------------------------------
@@ -408,6 +436,7 @@ def _finish(out: Path, found: Batch, rubric: Rubric, tests: list,
         {"input": [{"where": w, "why": why} for w, why in found.problems],
          "grading": [{"submission": k, "why": v} for k, v in sorted(errors.items())]},
         indent=2) + "\n")
-    write_report(out / "report.html", found, results, errors, rubric, tests)
-    print_summary(results, shown_problems(found, errors), errors, tests)
+    reviews = load_reviews(out, results)
+    write_report(out / "report.html", found, results, errors, rubric, tests, reviews)
+    print_summary(results, shown_problems(found, errors), errors, tests, reviews)
     print(f"gradebook: {out / 'gradebook.csv'}   report: {out / 'report.html'}")

@@ -63,6 +63,7 @@ def grade_job(job: dict) -> dict:
     from .errors import UsageError
     from .grade import grade_lab, notes, select
     from .gradescope import write_error_results
+    from .review import review
     from .rubric import load as load_rubric
     from .submission import assemble
     secret = job.get("secret") or None
@@ -88,6 +89,9 @@ def grade_job(job: dict) -> dict:
             lab, taken, missing = assemble(submission, Path(job["handout"]), rubric.editable,
                                            into=tmp / "lab")
             extra = notes(submission, lab, taken, missing, rubric, tests)
+            # read, never run: what the staff should look at in its parts (review.py)
+            answer["review"] = [str(f) for f in review(lab, [n for n in rubric.editable
+                                                             if n not in missing])]
         except (UsageError, OSError) as e:
             message = str(e) if isinstance(e, UsageError) else (
                 f"submission {job['submission']}: cannot read {e.filename or 'a file'} "

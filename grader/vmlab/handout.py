@@ -57,10 +57,11 @@ vmlab = ["rubric.toml"]
 "vmlab.schemas" = ["*.json"]
 """
 # The tool's files that stay with course staff: their verbs (grade, build, batch, mutants), the
-# offering's secret seeds, the autograder's scripts. The handout's cli.py registers a staff verb
+# offering's secret seeds, the autograder's scripts, the forms the staff are shown to read (a
+# student need not know the list). The handout's cli.py registers a staff verb
 # only where its module is present, and the handout's rubric.toml holds the visible tests only.
 STAFF_ONLY = ("autograder.py", "offering.py", "build.py", "handout.py", "batch.py", "batch_*.py",
-              "report.py", "mutants.py", "gradescope_files")
+              "report.py", "review.py", "mutants.py", "gradescope_files")
 PRISTINE = "tools/pristine"  # the editable files as handed out (submission.py reads them)
 HANDOUT_RUBRIC_NOTE = """\
 # This is the handout's copy: the visible tests only. The hidden tests (other seeds, secret to

@@ -27,7 +27,8 @@ table { border-collapse: collapse; } td, th { padding: 2px 8px; text-align: left
 tr:nth-child(even) { background: #f4f4f4; } th { border-bottom: 1px solid #999; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } th.num { text-align: right; }
 .bar { fill: #4a7fb5; } .fail { fill: #d9534f; } .axis { stroke: #888; }
-.error { color: #b00; } .muted { color: #777; } .part { font-weight: bold; padding-top: 8px; }
+.error { color: #b00; } .muted { color: #777; } a.review { color: #a60; }
+.part { font-weight: bold; padding-top: 8px; }
 .full { color: #1a7f37; font-weight: bold; } .lost { color: #b00; font-weight: bold; }
 pre { background: #f6f8fa; border: 1px solid #ddd; padding: 8px 10px; overflow-x: auto;
       font: 12.5px/1.35 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
@@ -175,7 +176,8 @@ def _test_rows(results: dict[str, dict], rubric: Rubric, tests: list) -> list[st
 
 
 def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dict[str, str],
-                 rubric: Rubric, tests: list) -> None:
+                 rubric: Rubric, tests: list, reviews: dict[str, list[str]] | None = None,
+                 ) -> None:
     from .batch import part_scores, shown_problems, write_atomic
     problems = shown_problems(found, errors)
     top = sum(t.weight for t in tests)
@@ -198,6 +200,16 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
                 for k, v in sorted(errors.items())]
         out += [f'<li class=error>{esc(why)}</li>' for _, why in problems]
         out += ["</ul>"]
+    if reviews:
+        out += ["<h2 id=review-title>To read</h2><p>Code in these submissions' parts that no "
+                "VMM needs: the machine's own interpreter or firmware, the grader, the test "
+                "frameworks, code made at run time. The tests cannot tell it from the "
+                "student's work (README, &ldquo;What the part tests rest on&rdquo;); nothing "
+                "here is scored.</p><ul id=review>"]
+        out += [f'<li id="review-{esc(k)}"><b>{esc(k)}</b><ul>'
+                + "".join(f"<li><code>{esc(line)}</code></li>" for line in lines)
+                + "</ul></li>" for k, lines in sorted(reviews.items())]
+        out += ["</ul>"]
     # each name links to the student's feedback page; the table scrolls sideways on its own
     # when the parts are many, so the page keeps its width
     out += ["<h2>Students</h2><div class=wide><table id=students><tr><th>name</th><th>SID</th>"
@@ -218,6 +230,8 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
             link = (f'<a href="{page}.html">page</a> · <a href="{page}.md">Markdown</a>' if r
                     else f'<a class=error href="#problem-{esc(e.key)}">not graded: why</a>'
                     if e.key in errors else '<span class=muted>not graded yet</span>')
+            if r and reviews and e.key in reviews:
+                link += f' · <a class=review href="#review-{esc(e.key)}">to read</a>'
             out.append(f'<tr class=student data-sid="{esc(s.sid)}"><td>{name}</td>'
                        f'<td>{esc(s.sid)}</td><td>{esc(s.email)}</td>'
                        f'<td class="num"><b>{total}</b></td>{cells}<td>{link}</td></tr>')

@@ -19,9 +19,11 @@ KNOWN_OPEN: dict[str, str] = {
         "worker's reflect probe with the machine's own trap entry on a scratch Hart (the worker "
         "holds the machine's classes; the handout ships their source anyway) earns reflect's 3 "
         "points, 6 with the hidden test. No harness can tell it from a VMM that emulates with "
-        "an interpreter; LAB.md forbids it (\"Your parts are your code\") and the README gives "
-        "staff the grep that finds the plain forms. Open by design unless the Part 1 weights "
-        "move to the whole-guest tests"),
+        "an interpreter; LAB.md forbids it (\"Your parts are your code\") and `vmlab batch` "
+        "lists its lines for the staff to read (review.py, tests/test_review.py). Open by "
+        "design: the same scratch Hart inside trap.py's reflect earns reflect's points and "
+        "the whole-guest tests' too (README, \"What the part tests rest on\"), so moving the "
+        "Part 1 weights would close only the probe replacement, not the delegation"),
     "probe-replace-all": (
         "probe-replace's hole measured whole: every part probe that reports the virtual CPU, "
         "answered by a scratch Hart of the worker's machine package given the virtual CPU's "

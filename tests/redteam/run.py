@@ -162,6 +162,7 @@ class Outcome:
     wall: float = 0.0
     layers: str = "-"
     problems: list[str] = field(default_factory=list)
+    to_read: int | None = None  # lines vmlab batch lists for the staff to read (review.py)
 
     @property
     def passed(self) -> bool:
@@ -395,6 +396,7 @@ def run_attack(attack: Attack, path: GradingPath | None = None, keep: bool = Fal
         out.parent.mkdir()
         prefix = private_tmp_prefix(tmp)
         sub_before = tree_digest(submission)
+        outcome.to_read = to_read(submission, work / "review")
         cmd = (prefix or []) + path.command(work, submission, out, rubric, attack.tests)
         stdout, stderr = work / "grader.stdout", work / "grader.stderr"
         env = dict(os.environ, PYTHONPATH=str(REPO / "grader"))
@@ -558,6 +560,26 @@ def _size(p: Path) -> int:
     return sum(f.lstat().st_size for f in p.rglob("*"))
 
 
+def to_read(submission: Path, scratch: Path) -> int | None:
+    """How many lines of the submission's parts `vmlab batch` lists for the staff to read: what
+    the tests cannot see (KNOWN_OPEN) is still seen there. A folder's only: a zip is the zip
+    attacks', whose point is what unpacking does, in the grader."""
+    if not submission.is_dir():
+        return None
+    from vmlab.errors import UsageError
+    from vmlab.review import review
+    from vmlab.rubric import load
+    from vmlab.submission import assemble
+    editable = load().editable
+    try:
+        lab, _, missing = assemble(submission, REPO / "handout", editable, into=scratch)
+        return len(review(lab, [n for n in editable if n not in missing]))
+    except (UsageError, OSError):  # a submission the grader refuses: nothing to read
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 # ----- the table ----------------------------------------------------------------------------
 
 def table(outcomes: list[Outcome], known_open: dict[str, str], path: str = "grade") -> None:
@@ -565,15 +587,17 @@ def table(outcomes: list[Outcome], known_open: dict[str, str], path: str = "grad
     from rich.markup import escape
     from rich.table import Table
     t = Table(title=f"red team: each attack through the {path} path", title_justify="left")
-    for col in ("attack", "got", "deserved", "wall", "layers", "result"):
-        t.add_column(col, justify="right" if col in ("got", "deserved", "wall") else "left")
+    for col in ("attack", "got", "deserved", "wall", "layers", "to read", "result"):
+        t.add_column(col, justify="right" if col in ("got", "deserved", "wall", "to read")
+                     else "left")
     for o in outcomes:
         verdict = "[green]pass[/green]" if o.passed else \
             ("[yellow]open[/yellow]" if o.name in known_open else "[red]FAIL[/red]")
         got = "-" if o.score is None else f"{o.score:g}"
         detail = "" if o.passed else ": " + escape("; ".join(o.problems))
         t.add_row(escape(o.name), got, f"{o.deserved:g}", f"{o.wall:.1f}s",
-                  escape(o.layers), verdict + detail)
+                  escape(o.layers), "-" if o.to_read is None else str(o.to_read),
+                  verdict + detail)
     Console(width=200).print(t)
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} of {len(outcomes)} attacks graded as deserved; "
