@@ -28,6 +28,7 @@ tr:nth-child(even) { background: #f4f4f4; } th { border-bottom: 1px solid #999; 
 td.num { text-align: right; font-variant-numeric: tabular-nums; } th.num { text-align: right; }
 .bar { fill: #4a7fb5; } .fail { fill: #d9534f; } .axis { stroke: #888; }
 .error { color: #b00; } .muted { color: #777; } a.review { color: #a60; }
+#review { list-style: none; padding-left: 8px; } #review ul { list-style: disc; }
 .part { font-weight: bold; padding-top: 8px; }
 .full { color: #1a7f37; font-weight: bold; } .lost { color: #b00; font-weight: bold; }
 pre { background: #f6f8fa; border: 1px solid #ddd; padding: 8px 10px; overflow-x: auto;
@@ -206,9 +207,12 @@ def write_report(path: Path, found: Batch, results: dict[str, dict], errors: dic
                 "frameworks, code made at run time. The tests cannot tell it from the "
                 "student's work (README, &ldquo;What the part tests rest on&rdquo;); nothing "
                 "here is scored.</p><ul id=review>"]
-        out += [f'<li id="review-{esc(k)}"><b>{esc(k)}</b><ul>'
+        # one line a submission, its most telling finding; the rest folded under it
+        out += [f'<li id="review-{esc(k)}"><details><summary><b>{esc(k)}</b>: '
+                f'<code>{esc(lines[0])}</code>'
+                + (f" and {len(lines) - 1} more" if len(lines) > 1 else "") + "</summary><ul>"
                 + "".join(f"<li><code>{esc(line)}</code></li>" for line in lines)
-                + "</ul></li>" for k, lines in sorted(reviews.items())]
+                + "</ul></details></li>" for k, lines in sorted(reviews.items())]
         out += ["</ul>"]
     # each name links to the student's feedback page; the table scrolls sideways on its own
     # when the parts are many, so the page keeps its width
