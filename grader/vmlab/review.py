@@ -109,6 +109,7 @@ class _Reader(ast.NodeVisitor):
     def __init__(self, file: str) -> None:
         self.file = file
         self.names: dict[str, str] = {}  # a local name -> the dotted thing it was imported as
+        self.stars: list[str] = []  # modules imported with *
         self.found: dict[tuple[int, str], None] = {}
 
     def findings(self, tree: ast.AST) -> list[Finding]:
@@ -121,6 +122,10 @@ class _Reader(ast.NodeVisitor):
                     self._module(node, a.name)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for a in node.names:
+                    if a.name == "*":
+                        self.stars.append(node.module)
+                        self._module(node, node.module)
+                        continue
                     self.names[a.asname or a.name] = f"{node.module}.{a.name}"
                     self._module(node, f"{node.module}.{a.name}")
         self.visit(tree)
@@ -138,11 +143,18 @@ class _Reader(ast.NodeVisitor):
     def _dotted(self, node: ast.AST) -> str | None:
         """`a.b.c` with `a` resolved through the file's imports."""
         if isinstance(node, ast.Name):
-            return self.names.get(node.id, node.id)
+            return self._name(node.id)
         if isinstance(node, ast.Attribute):
             base = self._dotted(node.value)
             return f"{base}.{node.attr}" if base else None
         return None
+
+    def _name(self, name: str) -> str:
+        """What a bare name is: imported by name, or one of the machine's by a * import."""
+        if name in self.names:
+            return self.names[name]
+        return next((f"{m}.{name}" for m in self.stars if f"{m}.{name}" in _MACHINE_CALLS),
+                    name)
 
     def visit_Call(self, node: ast.Call) -> None:
         dotted = self._dotted(node.func)
@@ -181,6 +193,6 @@ class _Reader(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in _DUNDERS:
             self._note(node, _DUNDERS[node.id])
-        dotted = self.names.get(node.id, "")
+        dotted = self._name(node.id)
         if dotted.startswith("machine.sbi.") and dotted in _MACHINE_CALLS:
             self._note(node, _MACHINE_CALLS[dotted])
