@@ -107,14 +107,21 @@ def test_each_plain_form_is_named_at_its_line(tmp_path: Path, code: str, what: s
 
 def test_what_the_parts_use_of_the_machine_is_not_named(tmp_path: Path) -> None:
     """The lab hands the parts the machine's CSR rules, decoder, SBI table and types: using
-    them, or naming Hart and Machine in a hint, is the work."""
+    them, or naming Hart and Machine in a hint, is the work; and a debugging print switched
+    on from the environment is what students write."""
     lab = tmp_path / "lab"
     (lab / "vmm").mkdir(parents=True)
     (lab / "vmm" / "trap.py").write_text(textwrap.dedent("""
         from machine import Machine, csrs, sbi
         from machine.decode import decode
         from machine.hart import Hart, TrapEvent
+        import os
         import re
+        import sys
+
+        DEBUG = os.environ.get("VMM_DEBUG")
+        if DEBUG:
+            print("trap.py loaded", file=sys.stderr)
 
         def emulate(vmm: Machine, v, bits: int, h: Hart | None = None) -> None:
             ins = decode(bits)

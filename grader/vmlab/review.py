@@ -65,7 +65,7 @@ _SYS = {"modules": "reaches the process's other modules (sys.modules)",
         "setprofile": "traces the process", "argv": "reads the worker's arguments"}
 _OS = {"_exit", "kill", "killpg", "fork", "forkpty", "system", "popen", "setsid", "setpgid",
        "execv", "execve", "execvp", "spawnv", "remove", "unlink", "rename", "replace", "chmod",
-       "symlink", "open", "write", "environ"}
+       "symlink", "open", "write"}  # not environ: a DEBUG switch read from it is common
 
 
 # the most telling first: what does a part's work for it, then what hides, then the rest
