@@ -18,19 +18,18 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-# machine.X.Y the parts may name but never call for the VMM: the machine's trap entry,
-# interpreter and firmware (on a hart: sbi.base, which the handout calls, is a table) do the
-# very work the parts are for
-_MACHINE_CALLS = {
+# the machine's classes the parts may name (a type hint) but never build: the machine's trap
+# entry and interpreter do the very work the parts are for
+_BUILT = {
     "machine.hart.Hart": "builds a Hart of its own (the machine's trap entry and interpreter)",
     "machine.Hart": "builds a Hart of its own (the machine's trap entry and interpreter)",
     "machine.machine.Machine": "builds a machine of its own",
     "machine.Machine": "builds a machine of its own",
-    "machine.sbi.firmware": "answers with the machine's SBI firmware",
-    "machine.sbi.call": "answers with the machine's SBI firmware",
-    "machine.sbi.legacy": "answers with the machine's SBI firmware",
-    "machine.sbi.debug_console": "answers with the machine's SBI firmware",
 }
+# the machine's firmware on a hart, called or handed on (sbi.base, which the handout calls, is
+# a table)
+_FIRMWARE = {f"machine.sbi.{name}": "answers with the machine's SBI firmware"
+             for name in ("firmware", "call", "legacy", "debug_console")}
 _MACHINE_MODULES = {
     "machine.execute": "uses the machine's interpreter (machine/execute.py)",
     "machine.blocks": "uses the machine's interpreter (machine/blocks.py)",
@@ -69,7 +68,8 @@ _OS = {"_exit", "kill", "killpg", "fork", "forkpty", "system", "popen", "setsid"
 
 
 # the most telling first: what does a part's work for it, then what hides, then the rest
-_TELLING = {*_MACHINE_CALLS.values(), *_MACHINE_MODULES.values(), _MODULES["vmlab"],
+_TELLING = {*_BUILT.values(), *_FIRMWARE.values(), *_MACHINE_MODULES.values(),
+            _MODULES["vmlab"],
             _MODULES["unittest"], "reaches the worker's probes"}
 _ORDINARY = {"opens files", "opens sockets", "starts processes", "handles signals",
              "reads the worker's arguments", "stops in a debugger"}
@@ -153,13 +153,13 @@ class _Reader(ast.NodeVisitor):
         """What a bare name is: imported by name, or one of the machine's by a * import."""
         if name in self.names:
             return self.names[name]
-        return next((f"{m}.{name}" for m in self.stars if f"{m}.{name}" in _MACHINE_CALLS),
-                    name)
+        return next((f"{m}.{name}" for m in self.stars
+                     if f"{m}.{name}" in _BUILT or f"{m}.{name}" in _FIRMWARE), name)
 
     def visit_Call(self, node: ast.Call) -> None:
         dotted = self._dotted(node.func)
-        if dotted in _MACHINE_CALLS:
-            self._note(node, _MACHINE_CALLS[dotted])
+        if dotted in _BUILT:
+            self._note(node, _BUILT[dotted])
         elif isinstance(node.func, ast.Name) and node.func.id not in self.names:
             name = node.func.id
             if name in _BUILTINS:
@@ -186,13 +186,13 @@ class _Reader(ast.NodeVisitor):
         for prefix, what in _MACHINE_MODULES.items():
             if dotted.startswith(prefix + "."):
                 self._note(node, what)
-        if dotted.startswith("machine.sbi.") and dotted in _MACHINE_CALLS:
-            self._note(node, _MACHINE_CALLS[dotted])  # the firmware handed on, uncalled
+        if dotted in _FIRMWARE:
+            self._note(node, _FIRMWARE[dotted])
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in _DUNDERS:
             self._note(node, _DUNDERS[node.id])
         dotted = self._name(node.id)
-        if dotted.startswith("machine.sbi.") and dotted in _MACHINE_CALLS:
-            self._note(node, _MACHINE_CALLS[dotted])
+        if dotted in _FIRMWARE:
+            self._note(node, _FIRMWARE[dotted])
