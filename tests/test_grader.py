@@ -356,9 +356,55 @@ def test_two_guests_in_a_trap_loop_stop_on_a_budget_that_follows_the_bare_run(
     results = grade(tmp_path, buggy_submission(tmp_path, bug), [test])
     [test] = results["tests"]
     assert test["score"] == 0, test["output"]
-    assert "`how it stopped`" in test["output"] and "`'budget'` (still running after" \
-        in test["output"], test["output"]
+    assert "`how it stopped`" in test["output"] and "`'budget'` (after" in test["output"] \
+        and "times in a row" in test["output"], test["output"]
     assert "endless" not in test["output"], test["output"]
+
+
+def test_a_trap_loop_ends_its_run_at_once_and_the_feedback_names_the_trap(
+        tmp_path: Path) -> None:
+    """A VMM that swallows a trap it should reflect returns to the trapping instruction, which
+    traps again, with nothing retired, forever. The hardware ends the run at the
+    hardware.TRAP_LOOP-th such trap in a row, where the host's budget took a trap a step
+    (thousands an example, and as many again for each example shrinking tried); the student
+    reads which trap it was, and where."""
+    from vmlab.hardware import TRAP_LOOP
+    from vmlab.properties import Counterexample, guests
+    from vmlab.sandbox import Worker
+    from vmlab.strategies.programs import S_CODE, SystemProgram, encode
+    from vmlab.strategies.states import MachineState
+
+    words = [0x0010_0073] + [encode("addi", 5, 5, imm=1)] * 300 + [  # ebreak, then 300 more
+        encode("addi", 17, 0, imm=8), 0x73]  # li a7, 8; ecall (shutdown)
+    code = b"".join(w.to_bytes(4, "little") for w in words)
+    program = SystemProgram(((S_CODE, code),), MachineState(regs=(0,) * 32, pc=S_CODE, mode=1,
+                                                            csrs=((0x105, S_CODE + 4),)),
+                            False, frozenset())
+    bare = guests.run_bare(program)
+    assert bare["stop"] == "shutdown" and bare["instret"] >= 300, bare
+    bug = next(b for b in BUGS if b.name == "other-traps-swallowed")
+    for source, loops in ((buggy_submission(tmp_path / "bug", bug), True), (SOLUTION, False)):
+        lab, _, _ = assemble(source, HANDOUT, RUBRIC.editable, into=tmp_path / f"lab{loops}")
+        worker = Worker(lab, timeout=60)
+        try:
+            request = guests.as_request(program, "shadow")
+            request["steps"] = bare["instret"] + 1000
+            request["host_steps"] = guests.host_budget(request["steps"])
+            got = worker.call("guest", request)
+        finally:
+            worker.close()
+        if not loops:  # the breakpoint reflected: the guest's handler runs on, and shuts down
+            assert "loop" not in got["host_stop"] and got["stop"]["reason"] == "shutdown", got
+            continue
+        # the hardware's count, not the worker's: the loop's traps and the fill before them,
+        # where the host's budget (request["host_steps"]) ran a trap a step
+        assert got["host_stop"]["loop"] == [3, S_CODE, TRAP_LOOP], got["host_stop"]
+        assert TRAP_LOOP <= got["counts"]["traps"] <= TRAP_LOOP + 2, got["counts"]
+        assert got["counts"]["native"] == 0 and request["host_steps"] > 30 * TRAP_LOOP
+        with pytest.raises(Counterexample) as e:
+            guests.compare(bare, got, "")
+        assert f"breakpoint at `{S_CODE:#010x}`, came {TRAP_LOOP} times in a row" in \
+            e.value.divergence, e.value.divergence
 
 
 def test_a_translation_failure_shrinks_to_a_short_table(tmp_path: Path) -> None:

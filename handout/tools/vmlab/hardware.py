@@ -62,6 +62,12 @@ MAX_MACHINES = 8  # a worker's live machines; the oldest is dropped past this
 # grading process touch more
 MAX_TOTAL_RAM = 640 << 20
 DEFAULT_STEPS = 2_000_000  # host steps a probe may run when it names no budget
+# traps in a row at one pc, of one cause, with nothing retired between: the guest is in a loop
+# that only its VMM could end, and no VMM that follows LAB.md takes more than a few (a fault,
+# then the same fault after a fill that needed a level more; the solution takes at most 3).
+# Past it the probe's host steps are spent at once: a loop costs them all, a trap a step, and
+# shrinking an example that loops ran thousands of traps a candidate
+TRAP_LOOP = 100
 RING_PROBES = {"ipc_start", "ipc_batch"}  # the only probes whose channels use the grader's ring
 
 
@@ -144,11 +150,13 @@ class Record:
     traps: int = 0
     retired: int = 0
     stop: list | None = None
+    loop: list | None = None  # [cause, pc, traps]: the trap loop that spent the host's steps
     writes: dict[str, set[int]] = field(default_factory=dict)  # label -> RAM pages
     walks: list[list] = field(default_factory=list)  # [tag, result] of tagged walks
 
     def summary(self) -> dict:
         return {"traps": self.traps, "retired": self.retired, "stop": self.stop,
+                "loop": self.loop,
                 "writes": {k: sorted(v) for k, v in self.writes.items()},
                 "walks": self.walks}
 
@@ -202,10 +210,13 @@ class Hardware:
         self.probe = ""
         self.rings: dict[str, deque] = {}
         self.running: _Box | None = None
+        self.last_trap: tuple = ()  # (machine, cause, pc, instret) of the last trap
+        self.repeats = 0  # traps in a row like it
 
     def begin(self, probe: str, args: dict) -> None:
         """A new probe: a fresh record, and the host steps it may run."""
         self.record, self.probe = Record(), probe
+        self.last_trap, self.repeats = (), 0
         steps = args.get("host_steps") if isinstance(args, dict) else None
         self.budget = 2 * steps + 1000 if isinstance(steps, int) and steps > 0 else DEFAULT_STEPS
         if probe == "ipc_start":
@@ -312,7 +323,7 @@ class Hardware:
             if m.hart.mode == S_MODE and m.stopped is None:
                 raise Halt("handler-error", "your VMM ran the hardware in S-mode: S-mode is "
                            "the VMM's own, and the hardware runs only guests, in U-mode")
-            stop = m.run(steps) if steps > 0 else _budget_stop()
+            stop = m.run(steps) if steps > 0 else _budget_stop(self.record.loop)
         except Halt as h:  # what the VMM did before the run broke the hardware's rules
             stop = m.stopped = Stop(h.reason, h.detail)
         finally:
@@ -330,6 +341,11 @@ class Hardware:
         box = self.running
         assert box is not None
         self.record.traps += 1
+        here = (box, event.cause, event.pc, box.machine.hart.instret)
+        if here == self.last_trap:
+            self.repeats += 1
+        else:
+            self.last_trap, self.repeats = here, 1
         if box.machine.mem.dirty:
             self._charge(box)
         channel = self.channel
@@ -356,6 +372,16 @@ class Hardware:
                 RecursionError) as e:
             raise Abort("garbled", f"a message the hardware could not take ({e})") from None
         _deprivileged(box.machine.hart)  # for the sret that follows the handler
+        if self.repeats >= TRAP_LOOP:
+            self._loop(box, event)
+
+    def _loop(self, box: _Box, event: Any) -> None:
+        """The guest is in a trap loop: the run stops where a budget would have stopped it,
+        back in the guest after the handler, and no run of this probe goes further."""
+        self.record.loop = [event.cause, event.pc, self.repeats]
+        self.budget = 0
+        box.machine.hart.sret()  # what the hardware does when the handler returns
+        raise M.Halt("budget", _loop_story(self.record.loop))
 
     @staticmethod
     def _ended(tail: bytes) -> None:
@@ -535,6 +561,13 @@ def _deprivileged(h: Any) -> None:
                      "(sstatus.SPP set at sret): a guest always runs deprivileged, in U-mode")
 
 
-def _budget_stop() -> Any:
+def _loop_story(loop: list) -> str:
+    from machine.traps import cause_name
+    cause, pc, n = loop
+    return (f"the guest trapped {n} times in a row at pc {pc:#010x} ({cause_name(cause)}), "
+            "with no instruction retired between: the host's steps were spent at once")
+
+
+def _budget_stop(loop: list | None = None) -> Any:
     from machine import Stop
-    return Stop("budget", "the probe's host steps are spent")
+    return Stop("budget", _loop_story(loop) if loop else "the probe's host steps are spent")

@@ -40,6 +40,8 @@ def _host_stop(result: dict, record: dict) -> str | None:
             return "your VMM reports how the hardware stopped, but it never ran"
         return None
     result["host_stop"] = {"reason": record["stop"][0], "detail": record["stop"][1]}
+    if record["loop"]:  # [cause, pc, traps]: a trap loop ended the run (hardware.TRAP_LOOP)
+        result["host_stop"]["loop"] = record["loop"]
     return None
 
 

@@ -57,9 +57,10 @@ def host_budget(guest_steps: int) -> int:
     """The host steps a guest of `guest_steps` instructions may take under a VMM: a trap for
     each of them, and a thousand more. A trap is a step that retires nothing; the correct
     designs of tests/designs.py take at most 460 past the guest's own (bench/host_steps.py).
-    A VMM that returns to a trapping instruction without doing anything takes a trap a step
-    until the budget is spent: at 60 times STEPS, as it was, such an example cost four
-    seconds, and shrinking one took the test's whole time."""
+    A VMM that returns to a trapping instruction without doing anything took a trap a step
+    until the budget was spent (at 60 times STEPS, as it was, four seconds an example, and
+    shrinking one took the test's whole time); the hardware now ends such a loop at its
+    hardware.TRAP_LOOP-th trap."""
     return 2 * guest_steps + 1000
 
 
@@ -166,10 +167,7 @@ def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
         if b != g:
             why = ""
             if g == "budget":
-                ran, stopped = v["instret"], bare["instret"]
-                first = f": the host's steps ran out first, {_RAN_OUT}" if ran < stopped else ""
-                why = (f" (still running after {ran} instructions; the bare machine stopped "
-                       f"after {stopped}{first})")
+                why = _still_running(v["instret"], bare["instret"], got["host_stop"])
             raise Counterexample(f"`{name}`: the bare machine ends with {fmt(b)}, the guest "
                                  f"under your VMM with {fmt(g)}{why}", example, detail)
     differences = [_hart_difference(c, v) for c in candidates]
@@ -191,9 +189,31 @@ def compare(bare: dict, got: dict, example: str | Callable[[], str]) -> None:
                                  f"`{g[off:off + 4].hex()}`", example)
 
 
+def trap_loop(host_stop: dict) -> str:
+    """The trap loop that ended a run (hardware.TRAP_LOOP), in a sentence; "" if none did."""
+    from machine.traps import cause_name
+    if not host_stop.get("loop"):
+        return ""
+    cause, pc, n = host_stop["loop"]
+    return (f"the same trap, {cause_name(cause)} at `{pc:#010x}`, came {n} times in a row with "
+            "no instruction retired between. Your VMM returns to that instruction without "
+            "acting on it, so the guest would trap there forever")
+
+
 _RAN_OUT = ("which a correct VMM leaves room for: one trap for each instruction the guest "
             "retires, and a thousand more. A VMM that returns to a trapping instruction "
             "without acting on it traps there again and again")
+
+
+def _still_running(ran: int, stopped: int, host_stop: dict) -> str:
+    """Why a guest that ends on the host's budget was still running: a trap loop the
+    hardware saw, or steps that ran out."""
+    if host_stop.get("loop"):
+        return f" (after {ran} instructions; the bare machine stopped after {stopped}): " + \
+            trap_loop(host_stop)
+    first = f": the host's steps ran out first, {_RAN_OUT}" if ran < stopped else ""
+    return f" (still running after {ran} instructions; the bare machine stopped after " \
+        f"{stopped}{first})"
 
 
 def trim(detail: str) -> str:
@@ -346,8 +366,9 @@ def check_efficiency(a: dict, worker: Any) -> None:
         raise Counterexample("your VMM raised an exception", example,
                              trim(got["host_stop"]["detail"]))
     if stop != bare["stop"]:
+        loop = trap_loop(got["host_stop"])
         raise Counterexample(f"the guest stopped with {fmt(stop)}, on the bare machine with "
-                             f"{fmt(bare['stop'])}", example)
+                             f"{fmt(bare['stop'])}" + (f": {loop}" if loop else ""), example)
     c = got["counts"]
     retired = got["vcpu"]["instret"]
     share = c["native"] / max(1, retired)
@@ -459,7 +480,9 @@ def check_isolation(a: dict, worker: Any) -> None:
             f"machine it retired {bare['instret']}"
             + (f" before it stopped ({bare['stop']})" if bare["stop"] != "budget" else "")
             + f": isolation counts only a guest that runs (at least {needed} instructions "
-            "here), and a VMM that runs nothing breaches nothing", example)
+            "here), and a VMM that runs nothing breaches nothing"
+            + (f". It stopped in a loop: {trap_loop(got['host_stop'])}"
+               if got["host_stop"].get("loop") else ""), example)
     stop = (got["attacker_stop"] or {}).get("reason")
     if bare["stop"] != "budget" and stop is not None:
         for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):
