@@ -196,8 +196,9 @@ def trap_loop(host_stop: dict) -> str:
         return ""
     cause, pc, n = host_stop["loop"]
     return (f"the same trap, {cause_name(cause)} at `{pc:#010x}`, came {n} times in a row with "
-            "no instruction retired between. Your VMM returns to that instruction without "
-            "acting on it, so the guest would trap there forever")
+            "no instruction retired between. Your VMM resumes the guest at that instruction "
+            "without stepping past it or making its trap go away, so it would trap there "
+            "forever")
 
 
 _RAN_OUT = ("which a correct VMM leaves room for: one trap for each instruction the guest "
