@@ -209,9 +209,9 @@ _RAN_OUT = ("which a correct VMM leaves room for: one trap for each instruction 
 def _still_running(ran: int, stopped: int, host_stop: dict) -> str:
     """Why a guest that ends on the host's budget was still running: a trap loop the
     hardware saw, or steps that ran out."""
-    if host_stop.get("loop"):
-        return f" (after {ran} instructions; the bare machine stopped after {stopped}): " + \
-            trap_loop(host_stop)
+    loop = trap_loop(host_stop)
+    if loop:
+        return f" (after {ran} instructions; the bare machine stopped after {stopped}): {loop}"
     first = f": the host's steps ran out first, {_RAN_OUT}" if ran < stopped else ""
     return f" (still running after {ran} instructions; the bare machine stopped after " \
         f"{stopped}{first})"
@@ -476,14 +476,14 @@ def check_isolation(a: dict, worker: Any) -> None:
     # bare machine (it shares the hart with the second guest, yet it gets the host steps)
     ran, needed = got["attacker_instret"], min(bare["instret"], MIN_ATTACK_RUN)
     if ran < needed:
+        loop = trap_loop(got["host_stop"])
         raise Counterexample(
             f"the attacker retired only {ran} instructions under your VMM; on the bare "
             f"machine it retired {bare['instret']}"
             + (f" before it stopped ({bare['stop']})" if bare["stop"] != "budget" else "")
             + f": isolation counts only a guest that runs (at least {needed} instructions "
             "here), and a VMM that runs nothing breaches nothing"
-            + (f". It stopped in a loop: {trap_loop(got['host_stop'])}"
-               if got["host_stop"].get("loop") else ""), example)
+            + (f". It stopped in a loop: {loop}" if loop else ""), example)
     stop = (got["attacker_stop"] or {}).get("reason")
     if bare["stop"] != "budget" and stop is not None:
         for page in sorted(set(bare["pages"]) | set(got["pages"]), key=int):
