@@ -3,7 +3,7 @@ batch's long-lived grading process does, and split each test's time into the gra
 (hypothesis generating and shrinking, the bare machine, the checks), the worker's side (the
 student's VMM, the sandbox's round trips) and shrinking.
 
-    python bench/batch_profile.py [--memo] [--only TEST ...] SOURCE ...
+    python bench/batch_profile.py [--memo [--no-logs]] [--only TEST ...] SOURCE ...
 
 SOURCE is `solution`, `handout`, or a bug's name from tests/buggy_vmms.py or tests/designs.py.
 Times are CPU seconds of this process (grader) and of the worker's processes (read from /proc
@@ -52,6 +52,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("sources", nargs="+")
     ap.add_argument("--memo", action="store_true", help="memos on (as in a batch)")
     ap.add_argument("--only", action="append", default=[], help="only this test")
+    ap.add_argument("--no-logs", action="store_true",
+                    help="with --memo: every log replayed (no memo of replays, memo.Logs)")
     a = ap.parse_args(argv)
 
     from batch_exports import source_named, write_submission
@@ -66,6 +68,8 @@ def main(argv: list[str]) -> None:
     _prepare(str(handout))
     if a.memo:
         memo.enable(Path(tempfile.mkdtemp(prefix="vmlab-profile-memo-")))
+    if a.no_logs:
+        memo.logs = lambda: None
     rubric = load_rubric(None)
     tests = select(rubric, [], a.only, visible_only=False)
 

@@ -549,6 +549,34 @@ def test_a_crashing_grading_process_costs_that_submission_alone(tmp_path):
     assert json.loads((out / "problems.json").read_text())["grading"] == []
 
 
+def test_logs_the_hardware_replayed_for_an_earlier_submission_are_not_replayed_again(tmp_path):
+    """Whole-guest tests, where the grading process's time is mostly the hardware of record
+    replaying the worker's log: a log that is byte for byte one it replayed for the submission
+    that first passed the test gets that replay's record (memo.Logs). A bug elsewhere (IPC)
+    logs what the solution logged; a shadow bug logs the same until its first difference,
+    then fails; a design of its own logs otherwise. Each results.json is `vmlab grade`'s."""
+    shadow_bug = next(b for b in BUGS if b.name == "shadow-fill-page-never-backed")
+    root = export(tmp_path / "ex", [
+        ("submission_1", [("Ada", "1", "a@x.edu")], "solution"),
+        ("submission_2", [("Bo", "2", "b@x.edu")], IPC_BUG),
+        ("submission_3", [("Cy", "3", "c@x.edu")], shadow_bug),
+        ("submission_4", [("Di", "4", "d@x.edu")], DESIGN)])
+    tests = ["--test", "equivalence-shadow", "--test", "isolation"]
+    out = tmp_path / "out"
+    vmlab("batch", root, "--out", out, "--jobs", "1", *tests)
+    memo = answers(out)[-1]["memo"]
+    # the IPC bug's runs are the solution's; the others miss (and the design's never hit)
+    assert memo["logs_found"] >= 60 + 30 and memo["logs_missed"] > 0, memo
+    scores = {}
+    for key in ("submission_2", "submission_3", "submission_4"):
+        alone = tmp_path / f"{key}.json"
+        vmlab("grade", root / key, "--out", alone, *tests)
+        batch = (out / "students" / key / "results.json").read_text()
+        assert without_times(batch) == without_times(alone.read_text()), key
+        scores[key] = json.loads(batch)["score"]
+    assert scores["submission_2"] > scores["submission_3"], scores  # the shadow bug fails
+
+
 def test_dask_cluster_gives_the_results_of_a_local_batch(graded, tmp_path):
     distributed = pytest.importorskip("distributed")
     root, local, _ = graded

@@ -407,6 +407,26 @@ def test_a_trap_loop_ends_its_run_at_once_and_the_feedback_names_the_trap(
             e.value.divergence, e.value.divergence
 
 
+def test_a_failing_request_leaves_no_machine_behind(tmp_path: Path) -> None:
+    """A stub that raises holds its VMM, and the VMM's 96 MB machine, in its traceback. The
+    worker lets them go before the request's log ends: the next request finds the room the
+    first did (a run of failures no longer ends in "Cannot allocate memory" at a point that
+    depends on when the collector ran, and the verdict with it), and the hardware of record
+    holds no machine of a request that is over."""
+    from vmlab.sandbox import StudentError, Worker
+
+    lab, _, _ = assemble(HANDOUT, HANDOUT, RUBRIC.editable, into=tmp_path / "lab")
+    # a guest's walk that faults in the G-stage: the handout's GStage.map raises
+    request = {"paging": "nested", "memory": 1 << 20, "writes": [], "satp": 0,
+               "queries": [[0x8040_0000, 0, 0, False, False, None]]}
+    with Worker(lab, timeout=60) as worker:
+        for _ in range(10):  # 10 x 96 MB: past the worker's room, were they kept
+            with pytest.raises(StudentError) as e:
+                worker.call("translate", request)
+            assert e.value.kind == "NotImplementedError", e.value
+            assert worker.hardware is not None and not worker.hardware.boxes
+
+
 def test_a_translation_failure_shrinks_to_a_short_table(tmp_path: Path) -> None:
     """Guest tables are drawn from records (strategies/sources.py) and still shrink: a shadow
     that takes SUM from the real sstatus fails with a table of a few entries (unshrunk, the

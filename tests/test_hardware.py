@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from vmlab.hardware import Abandoned, Abort, Hardware, Replay, new_ram, zero
 from vmlab.properties.guests import as_request, run_bare
 from vmlab.sandbox import HARNESS_ENV, Worker
 from vmlab.strategies.programs import SystemProgram, system_programs
-from vmlab.wire import CALL, NEW, RAM, RUN, Changes, Channel, Trapped
+from vmlab.wire import CALL, END, FREE, NEW, RAM, REPLY, RUN, TRAP, Changes, Channel, Trapped
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTION = REPO / "solution"
@@ -68,6 +69,72 @@ def test_nonsense_from_the_worker_is_refused_not_obeyed(op, payload):
     finally:
         ours.close()
         theirs.close()
+
+
+# ----- a log's hash, for the batch's memo of replays (memo.Logs) --------------------------------
+
+class _Logged:
+    """A worker's log, already read: the channel a Replay reads it from."""
+
+    def __init__(self, messages: list[tuple[int, bytes]]) -> None:
+        self.messages = list(messages)
+        self.deadline = None
+
+    def receive(self) -> tuple[int, bytes, None]:
+        op, payload = self.messages.pop(0)
+        return op, payload, None
+
+
+def _hashed(base: int, log: list[tuple[int, bytes]]) -> tuple[bytes, bool]:
+    replay = Replay(_Logged(log))
+    replay.restart(base)
+    while replay.hold() != END:
+        pass
+    assert [m[1] for m in replay.held] == [m[1] for m in log]  # held, whole, in order
+    return replay.digest.digest(), replay.older
+
+
+_MACHINE_STEPS = st.lists(st.tuples(st.sampled_from([NEW, RUN, CALL, RAM, FREE, TRAP]),
+                                    st.integers(0, 3), st.binary(max_size=12)), max_size=12)
+
+
+def _log(base: int, steps: list) -> list[tuple[int, bytes]]:
+    """A log whose messages name machine `base + k` (a NEW's reply names the one made)."""
+    out: list[tuple[int, bytes]] = []
+    for op, k, tail in steps:
+        named = struct.pack("<I", base + k) + tail
+        if op == NEW:
+            out += [(NEW, b'{"ram_size":4096}'), (REPLY, named)]
+        else:
+            out.append((op, tail if op == TRAP else named))
+    return [*out, (END, b"7")]
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 5000), st.integers(1, 5000), _MACHINE_STEPS, st.integers(1, 10**6))
+def test_a_log_hashes_alike_whatever_the_requests_before_it(b1, b2, steps, seq):
+    """The same requests, made after more or fewer machines and requests: the same log for
+    the memo (the request's number, at its end, is the answer's to match, Worker._read)."""
+    later = [*_log(b2, steps)[:-1], (END, str(seq).encode())]
+    assert _hashed(b1, _log(b1, steps)) == (_hashed(b2, later)[0], False)
+
+
+@settings(max_examples=300)
+@given(st.integers(2, 5000), _MACHINE_STEPS, st.integers(0, 11), st.integers(0, 255))
+def test_a_log_that_names_an_earlier_machine_or_differs_in_a_byte_is_another_log(
+        base, steps, at, byte):
+    log = _log(base, steps)
+    digest, older = _hashed(base, log)
+    # naming a machine made before the request: never found, never kept (its state counts)
+    assert _hashed(base, [(RUN, struct.pack("<IQ", base - 1, 5)), *log])[1]
+    assert not _hashed(base, [(CALL, bytes(4) + b"{}"), *log])[1]  # the grader's ring
+    i = at % max(1, len(log) - 1)  # (not the END)
+    op, payload = log[i]
+    if payload and op != END:
+        j = at % len(payload)
+        changed = payload[:j] + bytes([payload[j] ^ (byte or 1)]) + payload[j + 1:]
+        other = _hashed(base, [*log[:i], (op, changed), *log[i + 1:]])
+        assert other[0] != digest or other[1] != older
 
 
 # ----- the worker's copy of the hardware is held to the grader's ---------------------------------

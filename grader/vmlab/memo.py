@@ -20,6 +20,13 @@ is the one it gets graded alone (tests/test_batch.py compares them).
   submission is graded alone; the worker's answers during the replay stand in for its answers
   to the same requests in that rerun (`Answers`), so the worker sees each request once, as when
   graded alone.
+- replayed logs (`Logs`): the hardware of record replays the worker's log of each request
+  (hardware.Replay). For a log that touches no machine made before it, what that replay
+  records is a function of the request, the log (machines numbered from the first it makes)
+  and the count and RAM of the machines before it (what the hardware's limits see); so such a
+  log that is, byte for byte, one the hardware replayed for the submission that first passed
+  the test gets that replay's record (and the verdict that follows) without being replayed.
+  The worker still runs, and its answer is still checked against the record.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -42,8 +50,10 @@ _PURE_BYTES = 256 << 20  # the most the pure memo holds (a bare run pickles to ~
 _pure_size = 0
 _RECORDED: dict[str, list] = {}
 _SOURCES: str | None = None
+_LOGS: dict[str, dict[bytes, bytes]] = {}  # test key -> log key -> (record, next handle)
+_logs_now: Logs | None = None  # the test being run's
 stats = {"pure_hits": 0, "pure_misses": 0, "replayed": 0, "recorded": 0, "fell_back": 0,
-         "answered": 0}
+         "answered": 0, "logs_found": 0, "logs_missed": 0}
 
 
 def enable(folder: Path | None = None) -> None:
@@ -60,6 +70,7 @@ def disable() -> None:
     _ENABLED, _FOLDER, _pure_size = False, None, 0
     _PURE.clear()
     _RECORDED.clear()
+    _LOGS.clear()
 
 
 def enabled() -> bool:
@@ -143,14 +154,19 @@ def test_key(prop: Any, test: Any) -> str | None:
 
 
 def recorded(key: str) -> list | None:
-    if key in _RECORDED:
-        return _RECORDED[key]
+    return _shared(_RECORDED, key, f"{key}.pickle")
+
+
+def _shared(memo: dict, key: str, name: str) -> Any:
+    """`memo[key]`, or what the batch's shared folder holds under `name`, or None."""
+    if key in memo:
+        return memo[key]
     if _FOLDER is not None:
         try:
-            with open(_FOLDER / f"{key}.pickle", "rb") as f:
+            with open(_FOLDER / name, "rb") as f:
                 # written by this batch's own grading processes, in its output folder
-                _RECORDED[key] = pickle.load(f)  # noqa: S301
-            return _RECORDED[key]
+                memo[key] = pickle.load(f)  # noqa: S301
+            return memo[key]
         except (OSError, EOFError, pickle.UnpicklingError):
             return None
     return None
@@ -159,15 +175,75 @@ def recorded(key: str) -> list | None:
 def _save(key: str, items: list) -> None:
     _RECORDED[key] = items
     stats["recorded"] += 1
-    if _FOLDER is None or (_FOLDER / f"{key}.pickle").exists():
+    _share(f"{key}.pickle", items)
+
+
+def _share(name: str, value: Any) -> None:
+    """Write `value` to the shared folder under `name`, unless another process was first."""
+    if _FOLDER is None or (_FOLDER / name).exists():
         return
     fd, tmp = tempfile.mkstemp(dir=_FOLDER, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, _FOLDER / f"{key}.pickle")
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, _FOLDER / name)
     except OSError:
         Path(tmp).unlink(missing_ok=True)
+
+
+class Logs:
+    """The replayed logs of one test: those of the submission that first passed it, to be
+    found, and this submission's, kept until it passes the test too (if none passed it yet)."""
+
+    def __init__(self, test_key: str) -> None:
+        self.test_key = test_key
+        self.known: dict[bytes, bytes] = _shared(_LOGS, test_key, f"{test_key}.logs") or {}
+        self.kept: dict[bytes, bytes] | None = None if self.known else {}
+
+    def find(self, key: bytes) -> tuple[Any, int] | None:
+        """(the record, the machines it made) of a replay of this log, or None."""
+        found = self.known.get(key)
+        stats["logs_found" if found is not None else "logs_missed"] += 1
+        return None if found is None else pickle.loads(found)  # noqa: S301 - ours
+
+    def keep(self, key: bytes, record: Any, made: int) -> None:
+        if self.kept is not None and len(self.kept) < MAX_LOGS:
+            self.kept[key] = pickle.dumps((record, made), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def commit(self) -> None:
+        if self.kept:
+            _LOGS[self.test_key] = self.kept
+            _share(f"{self.test_key}.logs", self.kept)
+            self.kept = None
+
+
+MAX_LOGS = 4096  # logs kept of one test (its examples, a state machine's calls)
+
+
+def log_key(probe: str, args: dict, machines: tuple[int, int], digest: bytes) -> bytes:
+    """What decides the record of a replay that touches no machine made before it: the
+    request, how many machines there were and their RAM (what the hardware's limits count),
+    the log's hash, and the code that replays it."""
+    return hashlib.sha256(repr((_hardware(), probe, json.dumps(args, sort_keys=True),
+                                machines, digest)).encode()).digest()
+
+
+_HARDWARE: list[str] = []
+
+
+def _hardware() -> str:
+    if not _HARDWARE:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for name in ("hardware.py", "wire.py"):
+            h.update((here / name).read_bytes())
+        _HARDWARE.append(h.hexdigest())
+    return _HARDWARE[0]
+
+
+def logs() -> Logs | None:
+    """The replayed logs of the test being run, or None when memos are off."""
+    return _logs_now if _ENABLED else None
 
 
 class Answers:
@@ -231,8 +307,10 @@ class Run:
     passed, and the recording of what this one passes, for the next."""
 
     def __init__(self, key: str, worker: Any, stateful: bool) -> None:
+        global _logs_now
         self.key, self.stateful = key, stateful
         self.worker = Answers(worker, frozen=stateful)
+        self.logs = _logs_now = Logs(key)
         self.examples: list[bytes] | None = None  # pickled, before the check may change them
 
     def replay(self, check: Callable[..., None], call: Callable[[str, dict], dict],
@@ -284,6 +362,7 @@ class Run:
         keep its run for the next submission."""
         if not ran:
             return
+        self.logs.commit()
         if self.stateful:
             log = self.worker.log
             if log is not None and not any(isinstance(o, BaseException) for _, _, o in log):

@@ -25,14 +25,15 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import reconcile, worker_view
+from . import memo, reconcile, worker_view
 from .answers import SHAPES, shape_error
 from .confine import LIVE, Confinement, plan
-from .hardware import Abandoned, Abort, Hardware, Replay
-from .wire import Channel, WireError
+from .hardware import RING_PROBES, Abandoned, Abort, Hardware, Replay
+from .wire import END, Channel, WireError
 
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
 START_MARGIN = 10.0  # seconds a start (and the student's import) may take past an example's
+HOLD_BYTES = 16 << 20  # the most of a request's log held unreplayed (memo.Logs); past it, replayed
 # "inprocess": the worker runs the machine itself, as before the hardware moved into the grading
 # process (for `make bench` to compare the two; never for grading)
 HARNESS_ENV = "VMLAB_HARNESS"
@@ -83,6 +84,13 @@ class Worker:
         self.restarts = 0
         self.seq = 0  # the number of the last request: each answer must carry it
         self.broken: WorkerFailure | None = None  # a start that failed: every call fails so
+        # in a batch: the test's replayed logs (memo.Logs), the request's part of its log's key
+        # (the request, the count and RAM of the machines before it), those machines, and
+        # whether its log is held unreplayed
+        self.logs: memo.Logs | None = None
+        self.log_request: tuple[str, dict, tuple[int, int]] | None = None
+        self.old_boxes: list[int] = []
+        self.holding = False
 
     def start(self) -> None:
         if self.broken is not None:
@@ -139,6 +147,7 @@ class Worker:
         if self.hardware is not None:
             self.hardware.close()
             self.hardware = None
+        self.logs, self.holding = None, False
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -173,10 +182,11 @@ class Worker:
             self.seq += 1
             request = {"probe": probe, "args": args, "seq": self.seq}
             if self.hardware is not None:
-                self.hardware.begin(probe, args)
+                self._begin(probe, args)
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
             answer = self._read(self._wait(timeout or self.timeout), str(self.seq))
+            self._keep()
             if answer.get("seq") != self.seq:
                 raise WorkerFailure("garbled", "an answer to another request (something "
                                     "wrote to the worker's channel)")
@@ -201,6 +211,78 @@ class Worker:
                 raise WorkerFailure("inconsistent", problem)
         return result
 
+    def _begin(self, probe: str, args: dict) -> None:
+        """The hardware's side of a request. In a batch, the log of a request is hashed as it
+        is read, so that its replay's record can be kept or found (memo.Logs); while one may
+        be found, the log is held, not replayed, until it is whole."""
+        hw = self.hardware
+        assert hw is not None
+        logs = memo.logs()
+        self.logs = logs if logs is not None and probe not in RING_PROBES else None
+        # what the hardware's limits on machines see of the machines made before
+        self.log_request = (probe, args, (len(hw.boxes), hw.ram_held()))
+        self.old_boxes = list(hw.boxes)
+        hw.begin(probe, args)
+        hw.channel.restart(hw.next_handle if self.logs is not None else None)
+        self.holding = self.logs is not None and bool(self.logs.known)
+
+    def _log_key(self) -> bytes:
+        assert self.hardware is not None and self.log_request is not None
+        return memo.log_key(*self.log_request, self.hardware.channel.digest.digest())
+
+    def _settle(self, end: float) -> None:
+        """The held log is whole: its replay's record, if known; else it is replayed now."""
+        assert self.hardware is not None and self.logs is not None
+        replay = self.hardware.channel
+        found = None if replay.older else self.logs.find(self._log_key())
+        if found is None:
+            return self._unhold(end)
+        self.holding = False
+        self.hardware.record, made = found
+        self.hardware.next_handle += made
+        replay.ended = replay.held[-1][1].decode(errors="replace") or "?"
+        replay.restart(None)
+        self.logs = None  # nothing to keep: it is known
+
+    def _keep(self) -> None:
+        """The log was replayed to its end, touching no machine made before it and leaving
+        none it made: keep its record, and how many machines it made."""
+        hw = self.hardware
+        if self.logs is not None and hw is not None and hw.channel.digest is not None and \
+                not hw.channel.older and list(hw.boxes) == self.old_boxes:
+            self.logs.keep(self._log_key(), hw.record, hw.next_handle - hw.channel.base)
+        self.logs = None
+
+    def _take(self, end: float) -> None:
+        """The log's next message: replayed, or held while the log may have a known replay."""
+        if not self.holding:
+            return self._serve(end)
+        assert self.hardware is not None
+        replay = self.hardware.channel
+        replay.deadline = end
+        try:
+            op = replay.hold()
+        except (TimeoutError, WireError) as e:
+            replay.failure = e  # the replay stops where the reading stopped
+            return self._unhold(end)
+        if op == END:
+            self._settle(end)
+        elif replay.held_bytes > HOLD_BYTES:
+            self._unhold(end)
+
+    def _unhold(self, end: float) -> None:
+        """Replay what is held, in order, as if it had been replayed as it came (a failure of
+        the reading is met where the reading met it)."""
+        if not self.holding:
+            return
+        self.holding = False
+        assert self.hardware is not None
+        replay = self.hardware.channel
+        while replay.held:
+            self._serve(end)
+        if replay.failure is not None:
+            self._serve(end)  # raises it, as a replay that waited for the log would
+
     def _read(self, timeout: float, request: str) -> dict:
         """One answer line, read from the raw pipe so that a partial line cannot block us
         past the deadline; meanwhile, and then to the end of the request's log, the hardware
@@ -212,24 +294,27 @@ class Worker:
         watched = [fd] if self.link is None else [fd, self.link]
         while not line.endswith(b"\n"):
             if self.hardware is not None and self.hardware.channel.pending():
-                self._serve(end)
+                self._take(end)
                 continue
             ready, _, _ = select.select(watched, [], [], max(0.0, end - time.monotonic()))
             if not ready:
+                self._unhold(end)
                 raise WorkerFailure("timeout", f"no answer within {timeout:g} s: an endless "
                                                "loop, or an endless recursion, in the VMM's "
                                                "Python code?")
             if fd not in ready:
-                self._serve(end)
+                self._take(end)
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
+                self._unhold(end)
                 _crashed(self.proc.wait())
             line += chunk
             if len(line) > MAX_ANSWER:
+                self._unhold(end)
                 raise WorkerFailure("flood", "the worker's answer was too long")
         while self.hardware is not None and not self.hardware.channel.ended:
-            self._serve(end)
+            self._take(end)
         if self.hardware is not None:
             if self.hardware.channel.ended != request:
                 raise WorkerFailure("garbled", "the worker's log of its hardware ended "

@@ -16,6 +16,7 @@ rests on what the student's process says about the hardware.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import struct
@@ -32,6 +33,7 @@ from .wire import (
     END,
     FENCE,
     FREE,
+    HEADER,
     NEW,
     RAM,
     RAM_WRITE,
@@ -68,6 +70,7 @@ DEFAULT_STEPS = 2_000_000  # host steps a probe may run when it names no budget
 # Past it the probe's host steps are spent at once: a loop costs them all, a trap a step, and
 # shrinking an example that loops ran thousands of traps a candidate
 TRAP_LOOP = 100
+NAMING = frozenset((RUN, CALL, RAM, FREE))  # the VMM's messages that name a machine
 RING_PROBES = {"ipc_start", "ipc_batch"}  # the only probes whose channels use the grader's ring
 
 
@@ -100,6 +103,68 @@ class Replay:
         self.channel = channel
         # the log of a request is read to its end: the request it named (False: not yet)
         self.ended: str | bool = False
+        # in a batch (memo.py): a request's log, held unreplayed until it is whole, and what
+        # stopped its reading early (replayed up to, it stops the replay where it stopped it)
+        self.held: deque[tuple[int, bytes]] = deque()
+        self.held_bytes = 0
+        self.failure: BaseException | None = None
+        # a hash of the request's log as read, while one is kept: machine numbers counted from
+        # the first the request may make (`base`), so that a log is the same log whatever the
+        # requests before it made; and whether it touched a machine made before it (`older`)
+        self.digest: Any = None
+        self.base = 0
+        self.older = False
+        self.last_op = 0
+
+    def restart(self, base: int | None) -> None:
+        """A request begins: its log is hashed as it is read, if `base` (the number of the
+        next machine) is given."""
+        self.held.clear()
+        self.held_bytes, self.failure = 0, None
+        self.digest = None if base is None else hashlib.blake2b(digest_size=32)
+        self.base, self.older, self.last_op = base or 0, False, 0
+
+    def hold(self) -> int:
+        """Read the log's next message, and keep it for later: its operation."""
+        op, payload = self._read()
+        self.held.append((op, payload))
+        self.held_bytes += len(payload) + 5
+        return op
+
+    def _read(self) -> tuple[int, bytes]:
+        op, payload, _ = self.channel.receive()
+        if self.digest is not None:
+            self._hash(op, payload)
+        return op, payload
+
+    def _hash(self, op: int, payload: bytes) -> None:
+        digest = self.digest
+        if op == END:  # the request's number, which the answer must name (Worker._read)
+            digest.update(HEADER.pack(op, 0))
+            self.last_op = op
+            return
+        digest.update(HEADER.pack(op, len(payload)))
+        # the messages that name a machine name it first (a NEW's reply: the one made); a
+        # call for no machine (the grader's ring) names none, and is marked apart
+        named = (op in NAMING or op == REPLY and self.last_op == NEW) and len(payload) >= 4
+        handle = _U32.unpack_from(payload)[0] if named else 0
+        self.last_op = op
+        if not named or op == CALL and handle == 0:
+            digest.update(b"\0")
+            digest.update(payload)
+            return
+        self.older = self.older or handle < self.base
+        digest.update(b"\1" + _U32.pack((handle - self.base) & 0xFFFF_FFFF))
+        digest.update(memoryview(payload)[4:])
+
+    def _next(self) -> tuple[int, bytes]:
+        if self.held:
+            op, payload = self.held.popleft()
+            self.held_bytes -= len(payload) + 5
+            return op, payload
+        if self.failure is not None:
+            raise self.failure
+        return self._read()
 
     @property
     def deadline(self) -> float | None:
@@ -113,7 +178,7 @@ class Replay:
         return self.channel.pending()
 
     def receive(self, with_fd: bool = False) -> tuple[int, bytes, int | None]:
-        op, payload, _ = self.channel.receive()
+        op, payload = self._next()
         if op == END:
             self.ended = payload.decode(errors="replace") or "?"
             raise Abandoned()
@@ -122,7 +187,7 @@ class Replay:
         return op, payload, None
 
     def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
-        got, logged, _ = self.channel.receive()
+        got, logged = self._next()
         if got == END:
             self.ended = logged.decode(errors="replace") or "?"
             raise Abandoned()

@@ -874,6 +874,11 @@ def serve(requests: Any, answers: Any) -> None:
                 answer = {"ok": False, "error": {"type": type(e).__name__,
                                                  "message": str(e)[:2000],
                                                  "traceback": trimmed_traceback(e)[-6000:]}}
+        if not answer["ok"]:
+            # what the failure held (a VMM in its traceback, and that VMM's machine: tens of
+            # MB) goes now, not at some later collection: else whether the next request finds
+            # room for its machine depends on when that was, and the verdict on chance
+            gc.collect()
         if isinstance(request, dict):  # the request's number: a stray line is not an answer
             answer["seq"] = request.get("seq")
         try:
