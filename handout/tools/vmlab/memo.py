@@ -50,7 +50,7 @@ _PURE_BYTES = 256 << 20  # the most the pure memo holds (a bare run pickles to ~
 _pure_size = 0
 _RECORDED: dict[str, list] = {}
 _SOURCES: str | None = None
-_LOGS: dict[str, dict[bytes, bytes]] = {}  # test key -> log key -> (record, next handle)
+_LOGS: dict[str, dict[bytes, bytes]] = {}  # test key -> log key -> (record, machines made)
 _logs_now: Logs | None = None  # the test being run's
 stats = {"pure_hits": 0, "pure_misses": 0, "replayed": 0, "recorded": 0, "fell_back": 0,
          "answered": 0, "logs_found": 0, "logs_missed": 0}

@@ -217,8 +217,8 @@ class LocalLink:
             self.hardware.drop(handle)
 
     def finish(self, seq: object) -> None:
-        # a request's machines, gone with it, go in its log: the next request's log then
-        # starts from a hardware with no machine, as the grader's memo of replays asks
+        # a request's machines, gone with it, go in its own log: the next request's would
+        # name a machine made before it, and a batch shares no replay of such a log (memo.Logs)
         self._free()
         self.record(END, str(seq).encode()[:40])
         self.flush()
