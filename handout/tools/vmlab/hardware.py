@@ -128,7 +128,7 @@ class Replay:
         """Read the log's next message, and keep it for later: its operation."""
         op, payload = self._read()
         self.held.append((op, payload))
-        self.held_bytes += len(payload) + 5
+        self.held_bytes += HEADER.size + len(payload)
         return op
 
     def _read(self) -> tuple[int, bytes]:
@@ -160,7 +160,7 @@ class Replay:
     def _next(self) -> tuple[int, bytes]:
         if self.held:
             op, payload = self.held.popleft()
-            self.held_bytes -= len(payload) + 5
+            self.held_bytes -= HEADER.size + len(payload)
             return op, payload
         if self.failure is not None:
             raise self.failure
