@@ -143,7 +143,7 @@ SCRIPT = """
 import sys
 sys.path.insert(0, ".")
 from machine import remote
-remote.connect(int(sys.argv[1]))
+remote.connect(int(sys.argv[1]), runs={engine})
 {patch}
 from machine import Machine
 m = Machine(ram_size=1 << 20)
@@ -156,19 +156,20 @@ remote.finish("1")
 
 
 def replayed(tmp_path: Path, patch: str = "", before_run: str = "",
-             ops: list[int] | None = None) -> tuple[str, Hardware, Abort | None]:
-    """Run SCRIPT in the worker's machine package, its log replayed on the grader's hardware:
-    what the script printed, the grader's hardware, and how the grader refused the log. The
-    messages' ops go into `ops`, if given."""
-    worker_view.build(SOLUTION / "machine", tmp_path)
+             ops: list[int] | None = None, engine: bool = True,
+             ) -> tuple[str, Hardware, Abort | None]:
+    """Run SCRIPT in the worker's machine package (with its engine or without it), its log
+    replayed on the grader's hardware: what the script printed, the grader's hardware, and how
+    the grader refused the log. The messages' ops go into `ops`, if given."""
+    worker_view.build(SOLUTION / "machine", tmp_path, engine)
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen([sys.executable, "-I", "-c",
-                             SCRIPT.format(patch=patch, before_run=before_run),
+                             SCRIPT.format(patch=patch, before_run=before_run, engine=engine),
                              str(theirs.fileno())],
                             cwd=tmp_path, pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE,
                             text=True)
     theirs.close()
-    hardware = Hardware(Replay(Channel(ours)))
+    hardware = Hardware(Replay(Channel(ours)), runs=engine)
     hardware.begin("guest", {"host_steps": 100})
     refused = None
     try:
@@ -211,6 +212,116 @@ def test_a_worker_whose_copy_of_the_hardware_lies_fails_as_inconsistent(tmp_path
            "h._state = lambda hart, ev: _s(hart, ev)[:-8] + bytes(8)\n"
     _, _, refused = replayed(tmp_path, patch=fast)
     assert refused is not None and refused.kind == "inconsistent", refused
+
+
+# ----- a test of one handler: a machine without its engine ------------------------------------
+
+def test_without_the_engine_the_hardware_runs_nothing_and_returns_to_no_guest(tmp_path) -> None:
+    """In a test of one handler the hardware runs nothing: a run ends at once, and an sret the
+    VMM asked for fails the next call, alike on the worker's copy and the grader's hardware
+    (so the replay holds: nothing is refused)."""
+    out, hardware, refused = replayed(tmp_path, engine=False)
+    assert out.startswith("handler-error") and vmlab.hardware.NO_RUN in out, out
+    assert refused is None and hardware.record.retired == 0 and hardware.record.traps == 0
+    asks = ("m.hart.sret()\nm.set_csr(0x140, 1)\ntry:\n    m.csr(0x140)\n"  # a call
+            "except ValueError as e:\n    print('sret:', e)\n")
+    out, hardware, refused = replayed(tmp_path / "sret", before_run=asks, engine=False)
+    assert out.startswith("sret: " + vmlab.hardware.NO_RUN), out
+    assert refused is None and hardware.record.retired == 0
+
+
+HANDLER_WORK = {  # what does a handler's work on the machine, and how a scratch copy calls it
+    "Hart.take_trap": "Hart(PhysicalMemory(1 << 16)).take_trap(2)",
+    "Hart._trap": "Hart(PhysicalMemory(1 << 16))._trap(Trap(2, 0), 0)",
+    "Hart.sret": "Hart(PhysicalMemory(1 << 16)).sret()",
+    "Hart.step": "Hart(PhysicalMemory(1 << 16)).step()",
+    "Machine.run": "MachineClass(ram_size=1 << 20).run(10)",
+    "Machine.step": "MachineClass(ram_size=1 << 20).step()",
+    "execute": "execute.EXECUTE['csrrw'](Hart(PhysicalMemory(1 << 16)), None, 0, 0)",
+    "execute.wfi": "execute.wfi(Hart(PhysicalMemory(1 << 16)), None, 0, 0)",
+    "blocks": "blocks.run_fast(Hart(PhysicalMemory(1 << 16)), 10)",
+    "sbi.firmware": "sbi.firmware(Hart(PhysicalMemory(1 << 16)))",
+    "sbi.call": "sbi.call(Hart(PhysicalMemory(1 << 16)), 0x10, 0, 0, 0, 0)",
+}
+HINTS = {  # what the hints hand the VMM, kept
+    "csrs": "csrs.read(Hart(PhysicalMemory(1 << 16)), 0x100)",
+    "decode": "decode(0x10500073).op",
+    "sbi.base": "sbi.base(0, 0)",
+    "TrapEvent": "TrapEvent(2, 0, 0, 0, False).cause",
+}
+PROBE_SCRIPT = """
+import json, sys
+sys.path.insert(0, ".")
+from machine import blocks, csrs, execute, sbi
+from machine.decode import decode
+from machine.hart import Hart, TrapEvent
+from machine.machine import Machine as MachineClass
+from machine.memory import PhysicalMemory
+from machine.traps import Trap
+from machine.hardware import _state
+out = {"state": _state(MachineClass(ram_size=1 << 20).hart, None).hex()}
+for name, call in json.loads(sys.argv[1]).items():
+    try:
+        out[name] = ["returned", repr(eval(call))]
+    except Exception as e:
+        out[name] = [type(e).__name__, str(e)]
+print(json.dumps(out))
+"""
+
+
+def _calls(view: Path, engine: bool) -> dict:
+    worker_view.build(SOLUTION / "machine", view, engine)
+    done = subprocess.run([sys.executable, "-I", "-c", PROBE_SCRIPT,
+                           json.dumps({**HANDLER_WORK, **HINTS})],
+                          cwd=view, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_worker_without_the_engine_has_the_hints_but_none_of_the_machine_s_work(tmp_path):
+    """The worker of a test of one handler has a machine whose trap entry, sret, interpreter,
+    run and firmware raise, naming what they are and LAB.md's rule, while the hints stay; and
+    its machine starts in the state of the machine with the engine, byte for byte (the NEW the
+    grader's hardware replays answers the same)."""
+    whole, cut = _calls(tmp_path / "whole", True), _calls(tmp_path / "cut", False)
+    assert cut["state"] == whole["state"]
+    for name in HANDLER_WORK:
+        kind, message = cut[name]
+        assert kind == "RuntimeError" and "is the hardware's, not your VMM's" in message \
+            and "Your parts are your code" in message, (name, cut[name])
+        assert whole[name][0] != "RuntimeError" or "hardware's" not in whole[name][1], name
+    for name in HINTS:
+        assert cut[name] == whole[name] and cut[name][0] == "returned", (name, cut[name])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a worker has a user of its own only under root")
+def test_a_worker_without_the_engine_cannot_read_the_other_view(tmp_path) -> None:
+    """Where the grader is root, each view of the lab is readable by its own workers' group
+    alone: a worker without the engine cannot read the engine off the disk (bubblewrap aside)."""
+    w = Worker(SOLUTION, timeout=60)
+    try:
+        if w.confinement.uid is None:
+            pytest.skip("no user of its own here")
+        views = {engine: w.views[engine] / "machine" / "hart.py" for engine in (True, False)}
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 0
+            try:
+                os.setgroups([])
+                os.setgid(w.confinement.group(False))
+                os.setuid(w.confinement.uid)
+                views[False].read_text()
+                code = 2
+                views[True].read_text()
+            except PermissionError:
+                pass
+            else:
+                code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 2, status
+    finally:
+        w.close()
 
 
 # ----- the same VMM, in the worker's process or on the grader's hardware -------------------------

@@ -12,7 +12,6 @@ import buggy_vmms
 import designs
 import part_corpus
 import pytest
-from redteam import KNOWN_OPEN
 from redteam.attacks import ATTACKS, Context
 from vmlab.review import review
 from vmlab.rubric import load as load_rubric
@@ -49,13 +48,15 @@ def test_no_design_or_bug_of_the_corpora_has_anything_to_read(tmp_path: Path) ->
                        "reaches the process's other modules"]),
     ("probe-replace-all", ["builds a Hart of its own", "Hart._trap",
                            "answers with the machine's SBI firmware"]),
+    ("scratch-reflect", ["builds a Hart of its own", "Hart.take_trap"]),
+    ("engine-from-disk", ["Hart.take_trap", "imports modules by name at run time"]),
     ("patch-worker", ["reaches the worker's probes"]),
     ("bare-engine", ["imports by name at run time", "builds a machine of its own"]),
     ("patch-frameworks", ["reaches the test framework"]),
     ("hardware-link", ["uses the link to the grader's hardware", "opens sockets"]),
 ])
-def test_the_attacks_the_tests_cannot_see_are_named_for_the_staff(name: str,
-                                                                    expected: list[str]) -> None:
+def test_the_attacks_on_the_probes_are_named_for_the_staff(name: str,
+                                                           expected: list[str]) -> None:
     with tempfile.TemporaryDirectory() as t:
         sub = ATTACKS[name].build(Path(t), Context("rt-review", 0))
         lab, _, missing = assemble(sub, REPO / "handout", tuple(EDITABLE), into=Path(t) / "lab")
@@ -63,17 +64,6 @@ def test_the_attacks_the_tests_cannot_see_are_named_for_the_staff(name: str,
     for what in expected:
         assert any(what in line for line in lines), (what, lines)
     assert all(line.startswith("vmm/") and int(line.split(":")[1]) > 0 for line in lines)
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_OPEN))
-def test_every_attack_the_tests_cannot_see_is_listed_for_the_staff(name: str,
-                                                                   tmp_path: Path) -> None:
-    """What the grade cannot refuse (KNOWN_OPEN: the probes' answers are the VMM's own state)
-    the staff are shown, in the part that does it."""
-    sub = ATTACKS[name].build(tmp_path, Context("rt-review", 0))
-    lab, _, missing = assemble(sub, REPO / "handout", tuple(EDITABLE), into=tmp_path / "lab")
-    lines = [str(f) for f in review(lab, [n for n in EDITABLE if n not in missing])]
-    assert any("Hart" in line or "PROBES" in line or "probes" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("code, what", [

@@ -75,8 +75,8 @@ def grade_job(job: dict) -> dict:
     start, cpu = time.monotonic(), _cpu()
     answer: dict = {"key": job["key"]}
     tmp = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
-    # the worker's own user (when we run as root, without bubblewrap) reads the lab in it, as
-    # `vmlab grade`'s in the temporary folder (Confinement.prepare opens the lab itself)
+    # the worker's own user (when we run as root, without bubblewrap) may pass through it, as
+    # through `vmlab grade`'s temporary folder, to what Confinement.prepare opens to it
     os.chmod(tmp, 0o711)
     try:
         out = tmp / "results.json"

@@ -1,10 +1,11 @@
 """What course staff should read in a submission: code in its parts that no VMM needs.
 
 A Part 1 test checks the virtual CPU that one function of the VMM leaves, and that state is the
-VMM's own, in the student's process: a submission can compute it with the machine's own classes
-(a scratch Hart takes the trap), or replace the worker's probes outright, and no harness can
-tell (README, "What the part tests rest on"). LAB.md forbids it ("Your parts are your code"),
-so it is for the staff to find. This reads each editable file's syntax tree, never runs it,
+VMM's own, in the student's process. There the worker's machine has no engine (worker_view.py),
+so the machine's own classes cannot compute it (a scratch Hart that takes the trap raises); but
+a part may still use them where a guest runs, or bring the machine's code in its own files
+(README, "What the part tests rest on"). LAB.md forbids it ("Your parts are your code"), so it
+is for the staff to find. This reads each editable file's syntax tree, never runs it,
 and names the lines that build the machine's interpreter or firmware for the VMM, reach the
 grader, the test frameworks or the process's other modules, or run code made at run time.
 Plain forms only: a determined student can hide them, though the usual ways of hiding (exec,

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from . import memo, reconcile, worker_view
 from .answers import SHAPES, shape_error
 from .confine import LIVE, Confinement, plan
-from .hardware import RING_PROBES, Abandoned, Abort, Hardware, Replay
+from .hardware import HANDLER_PROBES, RING_PROBES, Abandoned, Abort, Hardware, Replay
 from .wire import END, Channel, WireError
 
 MAX_ANSWER = 4 << 20  # bytes: a longer line is a flood
@@ -71,12 +71,11 @@ class Worker:
         self.deadline = deadline  # time.monotonic() past which no call may wait
         self.confinement = confinement or plan(3600)
         self.remote = os.environ.get(HARNESS_ENV) != "inprocess"
-        # the worker's own lab: the student's vmm/ and a machine package without the hardware
-        self.view = Path(tempfile.mkdtemp(prefix="vmlab-lab-")) if self.remote else self.lab
-        if self.remote:
-            worker_view.build(self.lab / "machine", self.view)
-            shutil.copytree(self.lab / "vmm", self.view / "vmm", symlinks=True)
-        self.confinement.prepare(self.view)
+        # the worker's own labs (worker_view.py): the student's vmm/ and the machine, with its
+        # engine (True) or, for a test of one handler, without it
+        self.views = {engine: self._view(engine)
+                      for engine in ((True, False) if self.remote else (True,))}
+        self.engine = True  # which the running worker has
         self.hardware: Hardware | None = None
         self.link: socket.socket | None = None
         self.proc: subprocess.Popen | None = None
@@ -92,6 +91,15 @@ class Worker:
         self.old_boxes: list[int] = []
         self.holding = False
 
+    def _view(self, engine: bool) -> Path:
+        """The lab a worker with the machine's engine, or without it, runs in, made."""
+        view = Path(tempfile.mkdtemp(prefix="vmlab-lab-")) if self.remote else self.lab
+        if self.remote:
+            worker_view.build(self.lab / "machine", view, engine)
+            shutil.copytree(self.lab / "vmm", view / "vmm", symlinks=True)
+        self.confinement.prepare(view, engine)
+        return view
+
     def start(self) -> None:
         if self.broken is not None:
             raise self.broken
@@ -99,13 +107,13 @@ class Worker:
                "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
         # truncated at each start: a file-size limit counts what a dead worker left in it
         self.stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - lives as long as the worker
-        config = self.confinement.worker_config()
+        config = self.confinement.worker_config(self.engine)
         theirs = None
         if self.remote:
             self.link, theirs = socket.socketpair()
-            self.hardware = Hardware(Replay(Channel(self.link)))
-            config["hardware_fd"] = theirs.fileno()
-        command, cwd = self.confinement.command(self.view, json.dumps(config))
+            self.hardware = Hardware(Replay(Channel(self.link)), runs=self.engine)
+            config.update(hardware_fd=theirs.fileno(), runs=self.engine)
+        command, cwd = self.confinement.command(self.views[self.engine], json.dumps(config))
         try:
             self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self.stderr,
@@ -157,8 +165,9 @@ class Worker:
         it ends), and its output file."""
         self.stop()
         self.stderr_path.unlink(missing_ok=True)
-        if self.view != self.lab:
-            shutil.rmtree(self.view, ignore_errors=True)
+        for view in self.views.values():
+            if view != self.lab:
+                shutil.rmtree(view, ignore_errors=True)
 
     def _wait(self, seconds: float) -> float:
         """`seconds`, or less if the run's deadline comes first (never less than a second)."""
@@ -174,8 +183,10 @@ class Worker:
 
     def call(self, probe: str, args: dict, timeout: float | None = None) -> dict:
         """Run one probe; its result, or StudentError, or WorkerFailure (worker restarted)."""
-        if self.proc is None or self.proc.poll() is not None:
+        engine = probe not in HANDLER_PROBES or not self.remote
+        if self.proc is None or self.proc.poll() is not None or engine != self.engine:
             self.stop()
+            self.engine = engine
             self.start()
         assert self.proc is not None and self.proc.stdin is not None
         try:

@@ -341,6 +341,67 @@ if _rt_w is not None:
     _rt_w.PROBES["reflect"] = _rt_reflect
 '''
 
+SCRATCH_REFLECT = '''
+# reflect by a scratch Hart of the worker's own machine package (LAB.md forbids it; in a test of
+# one handler the worker's machine has no engine, so the Hart raises there)
+def reflect(vmm, guest, cause, tval):
+    from machine.hart import Hart
+    from machine.memory import PhysicalMemory
+    v = guest.vcpu
+    if v.trap_entry and cause in (0, 1, 12) and v.pc == v.stvec:
+        vmm.stop_guest(guest, "fatal-trap", "as the bare machine stops")
+        return
+    _rt_scratch_reflect(Hart(PhysicalMemory(1 << 16)), v, cause, tval)
+
+
+def _rt_scratch_reflect(h, v, cause, tval):
+    h.pc, h.mode, h.sstatus, h.stvec = v.pc, v.mode, v.sstatus, v.stvec
+    h.take_trap(cause, tval)
+    v.sepc, v.scause, v.stval, v.sstatus = h.sepc, h.scause, h.stval, h.sstatus
+    v.mode, v.pc, v.trap_entry = 1, h.pc, True
+'''
+
+# the same, with a Hart of a machine package that has the engine, found on the disk: the
+# grader's views of the lab (the worker's, the other worker's) and the assembled labs, in the
+# shared temporary folder
+ENGINE_FROM_DISK = SCRATCH_REFLECT.replace('''    from machine.hart import Hart
+    from machine.memory import PhysicalMemory
+''', '''    Hart, PhysicalMemory = _rt_engine()
+''') + '''
+import importlib as _rt_importlib
+import importlib.machinery as _rt_machinery
+
+
+def _rt_folders():
+    # (only what the worker has loaded: outside bubblewrap, the standard library may be out
+    # of the worker's user's reach)
+    for _rt_top in sorted(_rt_os.listdir("/tmp")):
+        if _rt_top.startswith("vmlab-"):
+            yield "/tmp/" + _rt_top + "/machine"
+            yield "/tmp/" + _rt_top + "/lab/machine"
+
+
+def _rt_engine():
+    for _rt_dir in _rt_folders():
+        try:
+            with open(_rt_dir + "/execute.py") as _rt_f:
+                if "_unplugged" in _rt_f.read():
+                    continue
+            _rt_init = _rt_dir + "/__init__.py"
+            _rt_spec = _rt_machinery.ModuleSpec(
+                "_rt_engine", _rt_machinery.SourceFileLoader("_rt_engine", _rt_init),
+                origin=_rt_init, is_package=True)
+            _rt_spec.submodule_search_locations = [_rt_dir]
+            _rt_mod = _rt_importlib._bootstrap.module_from_spec(_rt_spec)
+            _rt_sys.modules["_rt_engine"] = _rt_mod
+            _rt_spec.loader.exec_module(_rt_mod)
+            return (_rt_importlib.import_module("_rt_engine.hart").Hart,
+                    _rt_importlib.import_module("_rt_engine.memory").PhysicalMemory)
+        except Exception:
+            continue
+    raise RuntimeError("no machine with its engine on the disk")
+'''
+
 PROBE_REPLACE_ALL = '''
 # every part probe that reports the virtual CPU, answered by the bare machine's own classes in
 # the worker (a scratch Hart given the virtual CPU's fields: its trap entry, its sret, its
@@ -968,6 +1029,11 @@ def _attacks() -> list[Attack]:
           "counter read, sret, wfi, hypercall) with the bare machine's answer: a scratch Hart "
           "given the virtual CPU's fields", on_stubs({"trap": PROBE_REPLACE_ALL}),
           tests=TRAP_PART_TESTS),
+        A("scratch-reflect", "reflect by a scratch Hart of the worker's machine (its trap entry)",
+          on_stubs({"trap": SCRATCH_REFLECT}), tests=("reflect",)),
+        A("engine-from-disk", "reflect by a scratch Hart of a machine with its engine, found "
+          "in the grader's folders on the disk", on_stubs({"trap": ENGINE_FROM_DISK}),
+          tests=("reflect",)),
         A("patch-worker", "swaps the worker's own reference ring in for its Channel",
           on_stubs({"channels": PATCH_WORKER})),
         A("bare-engine", "runs each guest on the bare machine in the worker (the interpreter, "

@@ -4,11 +4,12 @@ Each layer is used where this machine allows it, and reported either way (result
 `extra_data.sandbox`), so that course staff can see what protected a run:
 
 - bubblewrap: namespaces of its own (mount, PID, network, IPC, UTS, cgroup); in view only the
-  lab's vmm/ and a machine/ without the hardware (worker_view.py), read-only, the worker's one
-  file, the Python it runs on and a private /tmp. Nothing it starts outlives it: its PID
-  namespace dies with it.
+  lab's vmm/ and its machine/ (worker_view.py: without the engine in a test of one handler),
+  read-only, the worker's one file, the Python it runs on and a private /tmp. Nothing it
+  starts outlives it: its PID namespace dies with it.
 - separate-user: when the grader is root (as on Gradescope), the worker drops to a user id of
-  its own, unique to the run, before any student code is imported: it cannot write the
+  its own, unique to the run, before any student code is imported (in a group of their own
+  for the workers without the engine, which cannot read the other view): it cannot write the
   grader's files, signal the grader, or hide a process from the sweep (which kills every
   process of that user, and removes the files it left in the shared temporary folders).
 - rlimits: CPU time, address space, processes, open files, file size, no core dumps.
@@ -45,6 +46,9 @@ OPEN_FILES = 64
 PROCESSES = 32  # the worker is one thread: the rest is room for nothing much
 TMP_SIZE = 64 << 20  # bytes of the private /tmp
 UID_BASE = 1_000_000  # a run's user id is this plus 16 times the grader's pid, plus the run
+# added to a run's user id: the group of its workers without the machine's engine (a test of one
+# handler), who must not read the engine in the other workers' view (worker_view.py)
+ENGINELESS_GROUP = 1 << 30
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 BWRAP_ENV = "VMLAB_BUBBLEWRAP"  # "0": do not use bubblewrap (to test the other layers)
 PR_SET_CHILD_SUBREAPER = 36
@@ -66,7 +70,14 @@ class Confinement:
     def report(self) -> dict:
         return {"layers": list(self.layers), "missing": dict(self.missing)}
 
-    def worker_config(self) -> dict:
+    def group(self, engine: bool) -> int | None:
+        """The group a worker runs in, with the machine's engine or without it: each view of
+        the lab is readable by its own workers' group alone."""
+        if self.uid is None:
+            return None
+        return self.uid if engine else self.uid + ENGINELESS_GROUP
+
+    def worker_config(self, engine: bool = True) -> dict:
         """What the worker applies to itself before it imports a student's code."""
         limits = {"RLIMIT_CPU": self.cpu_seconds, "RLIMIT_AS": MEMORY,
                   "RLIMIT_FSIZE": FILE_SIZE, "RLIMIT_NOFILE": OPEN_FILES, "RLIMIT_CORE": 0,
@@ -74,7 +85,8 @@ class Confinement:
                   else _processes_of(os.getuid()) + PROCESSES}
         # outside bubblewrap the Python it runs on may sit where the dropped user cannot read
         # (/root): the worker imports what the VMM needs of the standard library first
-        return {"uid": self.uid, "limits": limits, "preload": self.bwrap is None,
+        return {"uid": self.uid, "gid": self.group(engine), "limits": limits,
+                "preload": self.bwrap is None,
                 "seccomp": "seccomp" in self.layers}
 
     def command(self, lab: Path, config: str) -> tuple[list[str], Path]:
@@ -104,17 +116,19 @@ class Confinement:
                     "--unshare-cgroup-try"]
         return ["--unshare-all"]
 
-    def prepare(self, lab: Path) -> None:
-        """Make the lab readable, and nothing in it writable, by the worker's user (who is
-        "other" to its files)."""
-        if self.uid is None:
+    def prepare(self, lab: Path, engine: bool = True) -> None:
+        """Make the lab readable, and nothing in it writable, by the workers' group (with the
+        machine's engine or without it), and by no other user."""
+        group = self.group(engine)
+        if group is None:
             return
         for folder, _dirs, files in os.walk(lab):
-            for path, bits in [(folder, 0o005), *((os.path.join(folder, n), 0o004)
+            for path, bits in [(folder, 0o050), *((os.path.join(folder, n), 0o040)
                                                   for n in files)]:
                 mode = os.stat(path, follow_symlinks=False).st_mode
                 if not stat.S_ISLNK(mode):
-                    os.chmod(path, (stat.S_IMODE(mode) | bits) & ~0o002)
+                    os.chown(path, -1, group)
+                    os.chmod(path, (stat.S_IMODE(mode) | bits) & ~0o027)
 
     def sweep(self) -> None:
         """Kill whatever the worker left behind, and remove the files it left in the shared

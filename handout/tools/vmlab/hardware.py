@@ -72,6 +72,12 @@ DEFAULT_STEPS = 2_000_000  # host steps a probe may run when it names no budget
 TRAP_LOOP = 100
 NAMING = frozenset((RUN, CALL, RAM, FREE))  # the VMM's messages that name a machine
 RING_PROBES = {"ipc_start", "ipc_batch"}  # the only probes whose channels use the grader's ring
+# the probes of one handler on a virtual CPU: no guest runs, so the hardware runs nothing, and
+# the worker that serves them has a machine without its engine (worker_view.py)
+HANDLER_PROBES = frozenset({"dispatch", "reflect", "emulate", "counter_read", "sret", "wfi",
+                            "hypercall"})
+NO_RUN = ("in a test of one handler the hardware runs nothing (Machine.run, hart.sret): the "
+          "handler's work is on the virtual CPU")
 
 
 class Abort(BaseException):
@@ -266,8 +272,9 @@ def zero(ram: mmap.mmap, off: int, n: int) -> None:
 class Hardware:
     """The machines of one worker, served over `channel`."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, runs: bool = True) -> None:
         self.channel = channel
+        self.runs = runs  # False: a worker for HANDLER_PROBES, whose guests never run
         self.boxes: OrderedDict[int, _Box] = OrderedDict()
         self.next_handle = 1
         self.record = Record()
@@ -378,6 +385,10 @@ class Hardware:
         from machine import Stop
         from machine.hart import S_MODE, Halt
         m = box.machine
+        if not self.runs:
+            self.record.stop = ["handler-error", NO_RUN]
+            self.channel.send(DONE, _state(m.hart, None) + as_json(self.record.stop))
+            return
         steps = min(steps, self.budget)
         before, ran = m.hart.instret, m.steps
         self.running = box
@@ -475,7 +486,7 @@ class Hardware:
         if box is not None and n:
             from machine.hart import Halt
             try:
-                _apply_raw(box, payload, 4, n)
+                _apply_raw(box, payload, 4, n, self.runs)
             except Halt as h:
                 self.channel.send(REPLY, as_json({"failed": h.detail}))
                 return
@@ -572,9 +583,9 @@ M = _Machine()
 _U32 = struct.Struct("<I")
 
 
-def _apply_raw(box: _Box, data: bytes, at: int, n: int) -> None:
+def _apply_raw(box: _Box, data: bytes, at: int, n: int, runs: bool = True) -> None:
     """What the VMM did to the hardware (wire.Changes, packed, `n` bytes at `at`), done to it
-    here, in the order it did it."""
+    here, in the order it did it (an sret too, unless the hardware `runs` nothing)."""
     m, h = box.machine, box.machine.hart
     head = RESUME_HEAD.unpack_from(data, at)
     flags, pc, stimecmp, ncsr, nfence, npage = head[32:]
@@ -613,6 +624,8 @@ def _apply_raw(box: _Box, data: bytes, at: int, n: int) -> None:
         if label != box.raw_label:
             box.raw_label, box.label = label, label.decode(errors="replace")
     if flags & SRET:
+        if not runs:
+            raise M.Halt("handler-error", NO_RUN)
         _deprivileged(h)
         h.sret()
 

@@ -69,9 +69,10 @@ CHUNK = 1 << 18  # the most a RAM message carries: well under wire.MAX_MESSAGE
 _LINK: list[LocalLink] = []
 
 
-def connect(fd: int) -> None:
-    """The worker's socket to the grading process's hardware."""
-    _LINK[:] = [LocalLink(Channel(socket.socket(fileno=fd)))]
+def connect(fd: int, runs: bool = True) -> None:
+    """The worker's socket to the grading process's hardware (which runs nothing, if not
+    `runs`: hardware.HANDLER_PROBES)."""
+    _LINK[:] = [LocalLink(Channel(socket.socket(fileno=fd)), runs)]
 
 
 def begin(probe: str, args: dict) -> None:
@@ -104,7 +105,7 @@ class LocalLink:
 
     FLUSH = 1 << 14  # bytes of log kept before they go to the grader (who replays meanwhile)
 
-    def __init__(self, out: Channel) -> None:
+    def __init__(self, out: Channel, runs: bool = True) -> None:
         from .hardware import Hardware
         self.out = out
         self.log = bytearray()
@@ -113,7 +114,7 @@ class LocalLink:
         self.on_trap: Callable[[bytes], None] | None = None
         self.freed: list[int] = []  # machines the VMM let go of (their RAM is freed here too)
         self.writing: tuple[int, int, bytearray] | None = None  # (handle, pa, bytes)
-        self.hardware = Hardware(_HardwareSide(self))
+        self.hardware = Hardware(_HardwareSide(self), runs)
 
     def send(self, op: int, payload: bytes = b"", fds: list[int] | None = None) -> None:
         if op == NEW and self._crowded(payload):

@@ -144,6 +144,9 @@ def assemble(submission: Path, handout: Path, editable: tuple[str, ...],
     shutil.copytree(handout, dest, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".vmlab",
                                                   ".hypothesis", "submission.zip"))
+    # the grader's alone (copytree gave it the handout's mode): its machine has the engine,
+    # which a worker of a test of one handler must not find on the disk (sandbox.Worker)
+    dest.chmod(0o700)
     taken, missing = [], []
     for wanted in editable:
         found = _candidates(list(files), wanted)

@@ -914,7 +914,7 @@ def confine(config: dict) -> None:
     uid = config.get("uid")
     if uid is not None:
         os.setgroups([])
-        os.setgid(uid)
+        os.setgid(config.get("gid", uid))
         os.setuid(uid)
     for name, value in config.get("limits", {}).items():
         try:
@@ -981,7 +981,7 @@ def main() -> None:
     if config.get("hardware_fd") is not None:
         global REMOTE
         from machine import remote
-        remote.connect(config["hardware_fd"])
+        remote.connect(config["hardware_fd"], config.get("runs", True))
         REMOTE = True
     import_error = load_student_code()
     if REMOTE:
