@@ -20,7 +20,8 @@ WITHOUT_BUBBLEWRAP = ("results-daemon", "write-then-kill", "kill-grader", "kill-
                       "daemon", "fork-survivors", "fork-bomb", "socket", "tmp-file",
                       "import-loop", "memory", "output-flood", "leak-rubric",
                       "forge-counts", "hardware-link", "probe-replace", "probe-replace-all",
-                      "scratch-reflect", "engine-from-disk", "patch-worker", "bare-copy")
+                      "scratch-reflect", "engine-from-disk", "patch-worker", "bare-copy",
+                      "write-outside")
 # through Gradescope's own run_autograder, as the autograder zip lays it out
 THROUGH_THE_AUTOGRADER = ("results-daemon", "write-then-kill", "zip-climbing",
                           "honest+machine-append")

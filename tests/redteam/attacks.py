@@ -808,13 +808,15 @@ with open(f"/tmp/{_RT_MARKER}.txt", "w") as _rt_f:
 '''
 
 WRITE_OUTSIDE = '''
-# everywhere a grader's files live: the repository, its grader and handout, home, /dev/shm
+# everywhere a grader's files live: the repository, its grader and handout, home, and the
+# folders any user may write (/dev/shm, /var/tmp, /run/lock)
 _rt_root = _rt_repo()
 _rt_targets = [_rt_os.path.join(_rt_root, f"{_RT_MARKER}.txt"),
                _rt_os.path.join(_rt_root, "grader", "vmlab", f"{_RT_MARKER}.py"),
                _rt_os.path.join(_rt_root, "handout", "vmm", f"{_RT_MARKER}.py"),
                _rt_os.path.join(_rt_os.path.expanduser("~"), f"{_RT_MARKER}.txt"),
-               f"/dev/shm/{_RT_MARKER}.txt", f"/var/tmp/{_RT_MARKER}.txt"]
+               f"/dev/shm/{_RT_MARKER}.txt", f"/var/tmp/{_RT_MARKER}.txt",
+               f"/run/lock/{_RT_MARKER}.txt"]
 _rt_argv = _rt_grader_argv()
 if len(_rt_argv) > 3 and _rt_argv[2] == "grade":  # the submission itself
     _rt_targets.append(_rt_os.path.join(_rt_argv[3], f"{_RT_MARKER}.txt"))
@@ -1112,7 +1114,7 @@ def _attacks() -> list[Attack]:
           listener=True),
         A("tmp-file", "leaves a file in /tmp", on_stubs({"trap": TMP_FILE})),
         A("write-outside", "writes into the repository, the grader, the handout, home, the "
-          "submission, /dev/shm", on_stubs({"trap": WRITE_OUTSIDE})),
+          "submission, /dev/shm, /var/tmp, /run/lock", on_stubs({"trap": WRITE_OUTSIDE})),
         A("output-flood", "200 MB on stdout and stderr", on_stubs({"trap": FLOOD})),
         # mixed: an honest trap.py, the attack in another file
         A("honest+results-daemon", "solution's trap.py; channels.py's daemon forges the results",

@@ -302,9 +302,10 @@ def repo_snapshot() -> dict[Path, bytes]:
 
 def marked_files(marker: str) -> list[Path]:
     """Files named with the marker where an attack may write: the repository (all of it but
-    .git and .venv), and the top of /tmp, /dev/shm, /var/tmp and home."""
+    .git and .venv), and the top of /tmp, /dev/shm, /var/tmp, /run/lock and home."""
     found = []
-    for root in (Path("/tmp"), Path("/dev/shm"), Path("/var/tmp"), Path.home()):
+    for root in (Path("/tmp"), Path("/dev/shm"), Path("/var/tmp"), Path("/run/lock"),
+                 Path.home()):
         try:
             found += [Path(e.path) for e in os.scandir(root) if marker in e.name]
         except OSError:

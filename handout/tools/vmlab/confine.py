@@ -49,7 +49,7 @@ UID_BASE = 1_000_000  # a run's user id is this plus 16 times the grader's pid, 
 # added to a run's user id: the group of its workers without the machine's engine (a test of one
 # handler), who must not read the engine in the other workers' view (worker_view.py)
 ENGINELESS_GROUP = 1 << 30
-SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # writable by any user (Debian)
 BWRAP_ENV = "VMLAB_BUBBLEWRAP"  # "0": do not use bubblewrap (to test the other layers)
 PR_SET_CHILD_SUBREAPER = 36
 LINUX = sys.platform.startswith("linux")  # elsewhere (a student's Mac): limits, own session
