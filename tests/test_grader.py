@@ -549,6 +549,27 @@ def test_only_editable_files_are_taken_and_the_submission_is_untouched(tmp_path:
     assert before == {p: p.read_bytes() for p in sub.rglob("*") if p.is_file()}
 
 
+def test_the_tools_caches_in_a_student_s_folder_are_not_their_files(tmp_path: Path) -> None:
+    """A handout folder graded twice holds hypothesis's and vmlab's caches: they are not listed
+    as the student's files that grading ignored. The assembled lab (whose machine has the
+    engine) is the grader's alone."""
+    from vmlab.submission import ignored
+    sub = tmp_path / "sub"
+    shutil.copytree(SOLUTION, sub, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    for cache in (".hypothesis/constants/8b23a29e", ".vmlab/memo/x.json", "vmm/.hypothesis/e"):
+        (sub / cache).parent.mkdir(parents=True, exist_ok=True)
+        (sub / cache).write_text("{}")
+    (sub / "notes.txt").write_text("mine")
+    lab, taken, _ = assemble(sub, HANDOUT, RUBRIC.editable)
+    try:
+        listed = ignored(sub, taken)
+        assert "notes.txt" in listed
+        assert not [n for n in listed if ".hypothesis" in n or ".vmlab" in n], listed
+        assert lab.stat().st_mode & 0o777 == 0o700
+    finally:
+        shutil.rmtree(lab)
+
+
 def test_a_zip_with_the_files_at_its_top_is_graded(tmp_path: Path) -> None:
     z = tmp_path / "submission.zip"
     with zipfile.ZipFile(z, "w") as f:

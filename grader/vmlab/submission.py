@@ -45,7 +45,9 @@ def _candidates(names: list[str], wanted: str) -> list[str]:
 
 def _skipped(name: str) -> bool:
     parts = name.split("/")
-    return any(p in (".venv", "__pycache__", "__MACOSX", ".git") for p in parts) or \
+    # tools' folders (the grader's own caches among them: hypothesis's, vmlab's), not the student's
+    return any(p in (".venv", "__pycache__", "__MACOSX", ".git", ".hypothesis", ".vmlab")
+               for p in parts) or \
         parts[-1].startswith("._")
 
 
