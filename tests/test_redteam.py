@@ -25,6 +25,11 @@ WITHOUT_BUBBLEWRAP = ("results-daemon", "write-then-kill", "kill-grader", "kill-
 # through Gradescope's own run_autograder, as the autograder zip lays it out
 THROUGH_THE_AUTOGRADER = ("results-daemon", "write-then-kill", "zip-climbing",
                           "honest+machine-append")
+# through `vmlab batch`, beside an honest submission that must keep every point: the attacks on
+# the grading process, its results and its machine, and those that take another's machine
+THROUGH_A_BATCH = ("results-daemon", "write-then-kill", "kill-grader", "kill-group", "daemon",
+                   "fork-bomb", "memory", "output-flood", "zip-climbing", "zip-bomb",
+                   "honest+machine-append", "probe-replace-all", "engine-from-disk")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the red team reads /proc and mounts a private /tmp")
@@ -62,5 +67,24 @@ def test_attack_without_bubblewrap(name, monkeypatch):
 @pytest.mark.parametrize("name", THROUGH_THE_AUTOGRADER)
 def test_attack_through_the_autograder(name):
     outcome = run_attack(ATTACKS[name], PATHS["autograder"])
+    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
+                            + "; ".join(outcome.problems))
+
+
+@pytest.mark.parametrize("name", THROUGH_A_BATCH)
+def test_attack_through_a_batch(name):
+    outcome = run_attack(ATTACKS[name], PATHS["batch"])
+    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
+                            + "; ".join(outcome.problems))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is the worker's "
+                    "own user, which takes root to become (as on Gradescope)")
+@pytest.mark.parametrize("name", ("results-daemon", "engine-from-disk"))
+def test_attack_through_a_batch_without_bubblewrap(name, monkeypatch):
+    """Two submissions' workers side by side, each of its own user: neither reaches the other's
+    results or the other's machine."""
+    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
+    outcome = run_attack(ATTACKS[name], PATHS["batch"])
     assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
                             + "; ".join(outcome.problems))

@@ -16,8 +16,9 @@ wall-time cap and resource limits (a safety net: the attacks cap themselves too)
 
 Whatever happens, everything the attack started is killed and the repository is restored.
 
-The grading path is pluggable (PATHS): `vmlab grade` today; the autograder's run_autograder
-(with a configurable root) and `vmlab batch` plug in as further GradingPath classes.
+The grading path is pluggable (PATHS): `vmlab grade`, Gradescope's own run_autograder (with a
+configurable root), and `vmlab batch` (the attack's submission beside an honest one, which must
+keep every point).
 
     python -m tests.redteam.run [NAME...] [--keep] [--path grade]
 """
@@ -87,6 +88,10 @@ class GradingPath:
         """None, or why this path cannot run here."""
         return None
 
+    def bystanders(self, work: Path) -> list[str]:
+        """What went wrong for the other submissions graded beside the attack's, if any."""
+        return []
+
 
 class VmlabGrade(GradingPath):
     """`vmlab grade SUB --out OUT`, as Gradescope's run_autograder calls it."""
@@ -149,7 +154,44 @@ class Autograder(GradingPath):
         return path
 
 
-PATHS: dict[str, GradingPath] = {p.name: p for p in (VmlabGrade(), Autograder())}
+class VmlabBatch(GradingPath):
+    """`vmlab batch`, as course staff grade a folder of submissions: the attack's (`attacker`)
+    beside an honest one (`bystander`: the solution's files), two at a time. The attack's
+    results.json is checked as on the other paths; the bystander must still earn every point
+    of its tests, whatever the attack did beside it."""
+
+    name = "batch"
+
+    def command(self, work: Path, submission: Path, out: Path, rubric: Path,
+                tests: tuple[str, ...]) -> list[str]:
+        subs = work / "batch" / "submissions"
+        subs.mkdir(parents=True)
+        if submission.is_dir():
+            shutil.copytree(submission, subs / "attacker", symlinks=True)
+        else:
+            shutil.copy(submission, subs / f"attacker{submission.suffix}")
+        shutil.copytree(REPO / "solution" / "vmm", subs / "bystander" / "vmm")
+        cmd = [sys.executable, "-m", "vmlab", "batch", str(subs), "--out",
+               str(work / "batch" / "out"), "--rubric", str(rubric), "--jobs", "2", "--quiet"]
+        for t in tests:
+            cmd += ["--test", t]
+        return cmd
+
+    def results(self, work: Path, out: Path) -> Path:
+        return work / "batch" / "out" / "students" / "attacker" / "results.json"
+
+    def bystanders(self, work: Path) -> list[str]:
+        path = work / "batch" / "out" / "students" / "bystander" / "results.json"
+        try:
+            tests = json.loads(path.read_text())["tests"]
+        except (OSError, ValueError, KeyError) as e:
+            return [f"the bystander has no valid results.json ({e})"]
+        lost = [t["name"] for t in tests if t.get("score") != t.get("max_score")]
+        return [f"the bystander lost points beside the attack: {', '.join(lost)[:200]}"] \
+            if lost or not tests else []
+
+
+PATHS: dict[str, GradingPath] = {p.name: p for p in (VmlabGrade(), Autograder(), VmlabBatch())}
 
 
 # ----- what a run found ------------------------------------------------------------------------
@@ -419,6 +461,7 @@ def run_attack(attack: Attack, path: GradingPath | None = None, keep: bool = Fal
               rubric_time=LAB_TIME, alive=alive, listener=listener, tmp=tmp if prefix else None,
               output=(stdout, stderr), submission=submission, sub_before=sub_before,
               snapshot=snapshot, work=work)
+        outcome.problems += path.bystanders(work)
     except Exception as e:  # noqa: BLE001 - the runner's own failure is the attack's failure
         outcome.problems.append(f"the runner failed: {type(e).__name__}: {e}")
     finally:
