@@ -71,6 +71,19 @@ def test_attack_through_the_autograder(name):
                             + "; ".join(outcome.problems))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is the worker's "
+                    "own user, which takes root to become (as on Gradescope)")
+@pytest.mark.parametrize("name", ("results-daemon", "honest+results-daemon", "write-then-kill",
+                                  "leak-rubric", "engine-from-disk"))
+def test_attack_through_the_autograder_without_bubblewrap(name, monkeypatch):
+    """Gradescope's own configuration: run_autograder as root, in a container whose seccomp
+    forbids the user namespaces bubblewrap needs."""
+    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
+    outcome = run_attack(ATTACKS[name], PATHS["autograder"])
+    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
+                            + "; ".join(outcome.problems))
+
+
 @pytest.mark.parametrize("name", THROUGH_A_BATCH)
 def test_attack_through_a_batch(name):
     outcome = run_attack(ATTACKS[name], PATHS["batch"])
