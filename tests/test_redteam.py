@@ -11,7 +11,7 @@ import sys
 import pytest
 from redteam import KNOWN_OPEN
 from redteam.attacks import ATTACKS
-from redteam.run import PATHS, run_attack
+from redteam.run import PATHS, Outcome, run_attack
 
 # Where bubblewrap cannot run (Gradescope's containers: Docker's default seccomp forbids user
 # namespaces), the worker's own user, its limits, seccomp and the subreaper must still hold
@@ -45,59 +45,58 @@ def test_known_open_are_attacks():
     assert set(KNOWN_OPEN) <= set(ATTACKS), set(KNOWN_OPEN) - set(ATTACKS)
 
 
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is "
+                             "the worker's own user, which takes root to become (as on "
+                             "Gradescope)")
+
+
+@pytest.fixture
+def no_bubblewrap(monkeypatch):
+    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
+
+
+def graded_as_deserved(name: str, path: str = "grade") -> Outcome:
+    outcome = run_attack(ATTACKS[name], PATHS[path])
+    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
+                            + "; ".join(outcome.problems))
+    return outcome
+
+
 @pytest.mark.parametrize("name", [_param(n) for n in ATTACKS])
 def test_attack_graded_as_deserved(name):
-    outcome = run_attack(ATTACKS[name])
-    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
-                            + "; ".join(outcome.problems))
+    graded_as_deserved(name)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is the worker's "
-                    "own user, which takes root to become (as on Gradescope)")
+@AS_ROOT
 @pytest.mark.parametrize("name", [_param(n) for n in WITHOUT_BUBBLEWRAP])
-def test_attack_without_bubblewrap(name, monkeypatch):
-    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
-    outcome = run_attack(ATTACKS[name])
-    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
-                            + "; ".join(outcome.problems))
+def test_attack_without_bubblewrap(name, no_bubblewrap):
+    outcome = graded_as_deserved(name)
     used = outcome.layers.split(" (missing")[0].split(",")
     assert "bubblewrap" not in used and "separate-user" in used, outcome.layers
 
 
 @pytest.mark.parametrize("name", THROUGH_THE_AUTOGRADER)
 def test_attack_through_the_autograder(name):
-    outcome = run_attack(ATTACKS[name], PATHS["autograder"])
-    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
-                            + "; ".join(outcome.problems))
+    graded_as_deserved(name, "autograder")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is the worker's "
-                    "own user, which takes root to become (as on Gradescope)")
+@AS_ROOT
 @pytest.mark.parametrize("name", ("results-daemon", "honest+results-daemon", "write-then-kill",
                                   "leak-rubric", "engine-from-disk"))
-def test_attack_through_the_autograder_without_bubblewrap(name, monkeypatch):
+def test_attack_through_the_autograder_without_bubblewrap(name, no_bubblewrap):
     """Gradescope's own configuration: run_autograder as root, in a container whose seccomp
     forbids the user namespaces bubblewrap needs."""
-    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
-    outcome = run_attack(ATTACKS[name], PATHS["autograder"])
-    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
-                            + "; ".join(outcome.problems))
+    graded_as_deserved(name, "autograder")
 
 
 @pytest.mark.parametrize("name", THROUGH_A_BATCH)
 def test_attack_through_a_batch(name):
-    outcome = run_attack(ATTACKS[name], PATHS["batch"])
-    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
-                            + "; ".join(outcome.problems))
+    graded_as_deserved(name, "batch")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="without bubblewrap the boundary is the worker's "
-                    "own user, which takes root to become (as on Gradescope)")
+@AS_ROOT
 @pytest.mark.parametrize("name", ("results-daemon", "engine-from-disk"))
-def test_attack_through_a_batch_without_bubblewrap(name, monkeypatch):
+def test_attack_through_a_batch_without_bubblewrap(name, no_bubblewrap):
     """Two submissions' workers side by side, each of its own user: neither reaches the other's
     results or the other's machine."""
-    monkeypatch.setenv("VMLAB_BUBBLEWRAP", "0")
-    outcome = run_attack(ATTACKS[name], PATHS["batch"])
-    assert outcome.passed, (f"{name}: got {outcome.score}, deserved {outcome.deserved:g}; "
-                            + "; ".join(outcome.problems))
+    graded_as_deserved(name, "batch")
