@@ -294,6 +294,14 @@ def test_a_worker_without_the_engine_has_the_hints_but_none_of_the_machine_s_wor
         assert cut[name] == whole[name] and cut[name][0] == "returned", (name, cut[name])
 
 
+def test_a_machine_that_no_longer_has_what_the_engine_list_names_fails_the_build() -> None:
+    """Should the machine rename its trap entry, the worker without the engine would keep it
+    under the new name: the view is not built, rather than built with the engine in it."""
+    with pytest.raises(ValueError, match="worker_view.ENGINE is out of date"):
+        worker_view.unplugged("class Hart:\n    def enter_trap(self): pass\n",
+                              {"Hart.take_trap"}, "hart")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a worker has a user of its own only under root")
 def test_a_worker_without_the_engine_cannot_read_the_other_view(tmp_path) -> None:
     """Where the grader is root, each view of the lab is readable by its own workers' group

@@ -40,6 +40,24 @@ ENGINE = {"hart": {"Hart.take_trap", "Hart._trap", "Hart.sret", "Hart.step", "Ha
           "blocks": {"*"}}
 UNPLUGGED = ("{name} is the hardware's, not your VMM's (LAB.md: \"Your parts are your "
              "code\"); in a test of one handler the machine runs nothing")
+# a module of ENGINE's "*", as a worker without the engine has it
+STUB = '''"""machine/{module}.py is the hardware's: not in a test of one handler."""
+
+
+class _Unplugged:
+    """What the module defined: called, indexed or looked into, it raises."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError({message!r})
+
+    __call__ = __getitem__ = __iter__ = __len__ = _refuse
+
+    def __getattr__(self, name: str) -> None:
+        self._refuse()
+
+
+_unplugged = _Unplugged()
+'''
 
 
 def build(machine: Path, into: Path, engine: bool = True) -> Path:
@@ -65,30 +83,16 @@ def unplugged(source: str, names: set[str], module: str) -> str:
     """`source` (machine/`module`.py) with the bodies of the functions and methods `names`
     ("Class.method") replaced by a raise."""
     tree = ast.parse(source)
+    cut = set()
     for node in tree.body:
         for fn, name in _functions(node):
             if name in names:
                 fn.body = _raise(f"{name} (machine/{module}.py)")
+                cut.add(name)
+    if cut != names:  # the machine changed: what ENGINE names would stay, unnoticed
+        raise ValueError(f"machine/{module}.py has no {', '.join(sorted(names - cut))}: "
+                         "worker_view.ENGINE is out of date")
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
-
-
-STUB = '''"""machine/{module}.py is the hardware's: not in a test of one handler."""
-
-
-class _Unplugged:
-    """What the module defined: called, indexed or looked into, it raises."""
-
-    def _refuse(self, *args: object, **kwargs: object) -> None:
-        raise RuntimeError({message!r})
-
-    __call__ = __getitem__ = __iter__ = __len__ = _refuse
-
-    def __getattr__(self, name: str) -> None:
-        self._refuse()
-
-
-_unplugged = _Unplugged()
-'''
 
 
 def unplugged_module(source: str, module: str) -> str:
