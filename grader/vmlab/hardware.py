@@ -385,14 +385,12 @@ class Hardware:
         from machine import Stop
         from machine.hart import S_MODE, Halt
         m = box.machine
-        if not self.runs:
-            self.record.stop = ["handler-error", NO_RUN]
-            self.channel.send(DONE, _state(m.hart, None) + as_json(self.record.stop))
-            return
         steps = min(steps, self.budget)
         before, ran = m.hart.instret, m.steps
         self.running = box
         try:
+            if not self.runs:
+                raise Halt("handler-error", NO_RUN)
             n = _U32.unpack_from(changes)[0]
             if n:
                 _apply_raw(box, changes, 4, n)
